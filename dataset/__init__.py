@@ -1,0 +1,1 @@
+"""maskset's dataset core: one dataset = one folder (see DESIGN.md)."""
