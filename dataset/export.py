@@ -1,0 +1,104 @@
+"""`make export`: write keras-retinanet's CSV files from the validated VOC files.
+
+export/annotations.csv: `path,x1,y1,x2,y2,class_name`, no header, integer 0-based pixels
+(VOC's are 1-based: keras-retinanet's own VOC reader subtracts 1, and so do we), paths relative
+to export/; an annotated image with no objects is `path,,,,,`. export/classes.csv: `class,id`
+from 0 in classes.txt order. Refuses to export while validate finds errors.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import atomic
+from .cli import dataset_from, parser, run
+from .errors import MasksetError
+from .layout import Dataset
+from .validate import Report, validate
+
+
+@dataclass
+class ExportResult:
+    images: int = 0
+    negatives: int = 0
+    boxes: Counter = field(default_factory=Counter)
+    skipped_difficult: int = 0
+    pending: int = 0
+    drafts: int = 0
+
+    def summary(self) -> str:
+        per_class = ", ".join(f"{k} {v}" for k, v in sorted(self.boxes.items()))
+        return (f"export: {self.images} images ({self.negatives} with no objects), "
+                f"{sum(self.boxes.values())} boxes ({per_class}); {self.pending} pending not exported"
+                + (f", {self.skipped_difficult} difficult boxes skipped" if self.skipped_difficult else ""))
+
+
+def csv_text(rows) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
+def to_csv_box(xmin: float, ymin: float, xmax: float, ymax: float, width: int, height: int):
+    """VOC 1-based inclusive pixels -> keras-retinanet 0-based integers, inside the image."""
+    def convert(value: float, limit: int) -> int:
+        return min(max(int(round(value)) - 1, 0), limit - 1)
+    return convert(xmin, width), convert(ymin, height), convert(xmax, width), convert(ymax, height)
+
+
+def annotation_rows(dataset: Dataset, report: Report, skip_difficult: bool = False):
+    """The CSV rows for every annotated image, sorted by image name, and what was counted."""
+    result = ExportResult(pending=len(report.pending), drafts=len(report.drafts))
+    rows = []
+    for image_name in sorted(report.annotations):
+        ann = report.annotations[image_name]
+        path = f"../{dataset.images.name}/{image_name}"
+        objects = [o for o in ann.objects if not (skip_difficult and o.difficult)]
+        result.skipped_difficult += len(ann.objects) - len(objects)
+        if ann.objects and not objects:
+            continue  # every object was difficult: not a picture without faces, so leave it out
+        result.images += 1
+        if not objects:
+            rows.append([path, "", "", "", "", ""])
+            result.negatives += 1
+        for obj in objects:
+            x1, y1, x2, y2 = to_csv_box(*obj.box, ann.width, ann.height)
+            rows.append([path, x1, y1, x2, y2, obj.name])
+            result.boxes[obj.name] += 1
+    return rows, result
+
+
+def export(dataset: Dataset, skip_difficult: bool = False, include_drafts: bool = False,
+           progress: bool = True) -> ExportResult:
+    report = validate(dataset, include_drafts=include_drafts, progress=progress)
+    if report.errors:
+        first = "\n  ".join(f.line() for f in report.errors[:5])
+        raise MasksetError(
+            f"{dataset.root}: validate finds {len(report.errors)} errors; export refuses to write "
+            f"training data from them. First ones:\n  {first}\nRun `make validate` (FIX=1 fixes the "
+            f"safe ones), correct the rest in labelImg, then export again.")
+    rows, result = annotation_rows(dataset, report, skip_difficult)
+    classes = dataset.classes()
+    atomic.write_text(dataset.export / "annotations.csv", csv_text(rows))
+    atomic.write_text(dataset.export / "classes.csv", csv_text([name, i] for i, name in enumerate(classes)))
+    return result
+
+
+def main(argv=None) -> int:
+    p = parser("Write keras-retinanet's CSV files (export/annotations.csv, export/classes.csv).")
+    p.add_argument("--skip-difficult", action="store_true", help="leave out objects marked difficult")
+    p.add_argument("--include-drafts", action="store_true", help="export unreviewed prelabel drafts too")
+    args = p.parse_args(argv)
+    dataset = dataset_from(args)
+    with dataset.lock("export"):
+        result = export(dataset, args.skip_difficult, args.include_drafts)
+    print(result.summary())
+    print(f"wrote {dataset.export / 'annotations.csv'} and {dataset.export / 'classes.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))
