@@ -17,15 +17,15 @@ from pathlib import Path
 from dataset.errors import MasksetError
 from dataset.layout import Dataset
 
-# Pipeline order. Each entry is a module with run(ctx) -> str.
+# Pipeline order. Each entry is "module" (its run(ctx)) or "module:function", returning a summary.
 STEPS = [
-    ("sample", "dataset.demo_step_sample"),
+    ("sample", "dataset.demo_steps:sample"),
     ("scrape", "scraping.demo_step"),
-    ("import", "dataset.demo_step_import"),
+    ("import", "dataset.demo_steps:import_sample"),
     ("dedupe", "dataset.demo_step_dedupe"),
-    ("validate", "dataset.demo_step_validate"),
-    ("export", "dataset.demo_step_export"),
-    ("split", "dataset.demo_step_split"),
+    ("validate", "dataset.demo_steps:validate_and_fix"),
+    ("export", "dataset.demo_steps:export_csv"),
+    ("split", "dataset.demo_steps:split_sets"),
     ("prelabel", "annotation.demo_step"),
     ("train", "training.demo_step"),
     ("report", "dataset.demo_step_report"),
@@ -41,18 +41,18 @@ class DemoContext:
     notes: dict = field(default_factory=dict)  # what one step leaves for a later one
 
 
-def run_demo(work: Path, quick: bool = False, fresh: bool = True) -> list[tuple[str, str, float]]:
+def run_demo(work: Path, quick: bool = False, fresh: bool = True, steps=None) -> list[tuple[str, str, float]]:
     work = Path(work).resolve()
     if fresh and work.exists():
         shutil.rmtree(work)  # only ever the demo's own folder
     work.mkdir(parents=True, exist_ok=True)
     ctx = DemoContext(work=work, data=Dataset.at(work / "data"), runs=work / "runs", quick=quick)
     results = []
-    for name, module_name in STEPS:
+    for name, module_name in steps or STEPS:
         started = time.monotonic()
         print(f"\n=== demo: {name} ===", flush=True)
-        module = importlib.import_module(module_name)
-        summary = module.run(ctx)
+        module, _, function = module_name.partition(":")
+        summary = getattr(importlib.import_module(module), function or "run")(ctx)
         results.append((name, summary, time.monotonic() - started))
     return results
 
