@@ -1,0 +1,104 @@
+"""Benchmark `make annotate` on the real seed data (691 images + VOC), on a private Xvfb display.
+
+1. Opening labelImg on every image (ALL=1) through annotation.launcher, adapted, against the
+   baseline measured in the same run: the same launcher with the adaptation off
+   (MASKSET_LABELIMG_UNPATCHED=1; it opens fine, it only crashes once a box is drawn). The
+   ratio is what the Python 3.10+ adaptation costs at start-up (should be ~1.0).
+2. The session summary's scan of every annotation (annotation_states + session_summary) against
+   the baseline of `make validate`'s check of the same files (validate, no report written),
+   which a curator runs after annotating anyway.
+
+The dataset is a temporary folder whose images/ and annotations/ are symlinks to seed-voc: the
+bench only reads them (labelImg is closed without saving anything).
+
+    .venv/bin/python bench/bench_annotate.py [--repeat 3]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from annotation import launcher  # noqa: E402
+from annotation.annotate import (annotation_states, images_to_annotate,  # noqa: E402
+                                 launcher_command, session_summary)
+from dataset import atomic  # noqa: E402
+from dataset.layout import Dataset  # noqa: E402
+from dataset.validate import validate  # noqa: E402
+from gui import VirtualDisplay  # noqa: E402  (tests/gui.py: Xvfb -displayfd)
+
+SEED_VOC = Path(os.environ.get("MASKSET_SHARED", REPO.parent / "shared")) / "data" / "seed-voc"
+
+
+def seed_dataset(root: Path) -> Dataset:
+    dataset = Dataset.at(root)
+    root.mkdir(parents=True)
+    (root / "images").symlink_to(SEED_VOC / "images")
+    (root / "annotations").symlink_to(SEED_VOC / "annotations")
+    dataset.write_classes(["mask", "noMask"])
+    return dataset
+
+
+def time_to_window(screen, dataset: Dataset, image_list: Path, settings: Path, unpatched: bool) -> float:
+    """Seconds from starting the launcher to labelImg's window showing the first image."""
+    env = screen.env(PYTHONPATH=str(REPO), **{launcher.UNPATCHED_ENV: "1" if unpatched else ""})
+    started = time.monotonic()
+    process = subprocess.Popen(launcher_command(dataset, image_list, settings), env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        screen.wait_until(lambda: any("1 / " in screen.xdotool("getwindowname", w)
+                                      for w in screen.windows(pid=process.pid)),
+                          timeout=120, interval=0.05, what="labelImg's first image")
+        return time.monotonic() - started
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeat", type=int, default=3)
+    args = p.parse_args()
+    if not (SEED_VOC / "images").is_dir():
+        print(f"skip: {SEED_VOC} missing")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="bench-annotate-") as tmp:
+        dataset = seed_dataset(Path(tmp) / "data")
+        states = annotation_states(dataset)
+        images = images_to_annotate(dataset, states, all_images=True)
+        image_list = atomic.write_text(Path(tmp) / "images.txt", "".join(f"{p}\n" for p in images))
+
+        with VirtualDisplay() as screen:
+            adapted, plain = [], []
+            for i in range(args.repeat):  # interleaved: the machine's load hits both alike
+                settings = Path(tmp) / f"settings-{i}.pkl"
+                plain.append(time_to_window(screen, dataset, image_list, settings, unpatched=True))
+                adapted.append(time_to_window(screen, dataset, image_list, settings, unpatched=False))
+        a, b = statistics.median(adapted), statistics.median(plain)
+        print(f"open labelImg on {len(images)} images: adapted {a:.2f}s, unadapted baseline "
+              f"{b:.2f}s (medians of {args.repeat}) -> ratio {a / b:.2f}")
+
+        scan, check = [], []
+        for _ in range(args.repeat):
+            started = time.monotonic()
+            session_summary(states, annotation_states(dataset), dataset.classes())
+            scan.append(time.monotonic() - started)
+            started = time.monotonic()
+            validate(dataset, progress=False, write_report=False)
+            check.append(time.monotonic() - started)
+        a, b = statistics.median(scan), statistics.median(check)
+        print(f"session summary over {len(states)} annotations: {a:.3f}s; make validate baseline "
+              f"{b:.3f}s -> ratio {a / b:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,475 @@
+"""export/report.html from a DatasetReport: tables and matplotlib plots, embedded as base64 PNG
+so the page is one self-contained file (it opens anywhere, it can be mailed)."""
+from __future__ import annotations
+
+import base64
+import io
+import os
+from html import escape
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402  (after the backend is chosen)
+from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .layout import Dataset  # noqa: E402
+from .report import ANCHOR_RATIOS, ANCHOR_SIZES, POSITIVE_IOU, DatasetReport, tiny_mask  # noqa: E402
+
+MAX_FINDINGS = 300   # rows in the findings table; the rest stay in validate.json
+MAX_BARS = 15        # bars in a "per query/site" plot
+MAX_POINTS = 6000    # points in a scatter plot (a random sample beyond that)
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+
+
+# -- plotting helpers -------------------------------------------------------------------------
+def _figure(width=5.2, height=3.0) -> tuple[Figure, object]:
+    fig = Figure(figsize=(width, height), dpi=100)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def _png(fig: Figure, alt: str) -> str:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img class="plot" alt="{escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _file_png(path: str | None, alt: str) -> str:
+    if not path or not Path(path).is_file():
+        return ""
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img class="plot" alt="{escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _colour(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+def _bars(counts: dict, title: str, xlabel: str = "images", colour="#1f77b4") -> str:
+    """A horizontal bar chart of the largest counts (the rest summed as 'other')."""
+    items = list(counts.items())
+    if len(items) <= 3:  # a bar chart of one to three bars says no more than a small table
+        return f'<h3>{escape(title)}</h3>' + _table(["", xlabel], [[str(k), v] for k, v in items])
+    if len(items) > MAX_BARS:
+        items = items[:MAX_BARS - 1] + [(f"{len(items) - MAX_BARS + 1} others",
+                                         sum(v for _, v in items[MAX_BARS - 1:]))]
+    if not items:
+        return ""
+    fig, ax = _figure(5.2, max(1.8, 0.6 + 0.28 * len(items)))
+    labels = [str(k) if len(str(k)) <= 38 else str(k)[:35] + "..." for k, _ in items][::-1]
+    values = [v for _, v in items][::-1]
+    ax.barh(labels, values, color=colour)
+    for y, v in enumerate(values):
+        ax.text(v, y, f" {v}", va="center", fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlim(0, max(values) * 1.18)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return _png(fig, title)
+
+
+# -- HTML helpers -----------------------------------------------------------------------------
+def _table(header: list[str], rows: list[list], numeric_from: int = 1) -> str:
+    if not rows:
+        return ""
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    head = f"<thead><tr>{head}</tr></thead>" if any(header) else ""
+    body = []
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            css = ' class="num"' if i >= numeric_from and isinstance(cell, (int, float)) else ""
+            text = f"{cell:.3f}" if isinstance(cell, float) else cell
+            cells.append(f"<td{css}>{text if isinstance(cell, _Raw) else escape(str(text))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table>{head}<tbody>{''.join(body)}</tbody></table>"
+
+
+class _Raw(str):
+    """HTML that _table must not escape (links built here)."""
+
+
+def _link(export: Path, root: Path, name: str) -> str:
+    """A link from export/ to a file a finding names (a path, or a name in images/annotations)."""
+    candidates = [Path(name)] if Path(name).is_absolute() else [
+        root / name, root / "annotations" / name, root / "images" / name,
+        root / "quarantine" / "duplicates" / name]
+    for candidate in candidates:
+        if candidate.exists():
+            href = os.path.relpath(candidate, export).replace(os.sep, "/")
+            return _Raw(f'<a href="{escape(href)}">{escape(name)}</a>')
+    return name
+
+
+def _card(label: str, value, tone: str = "") -> str:
+    return f'<div class="card {tone}"><div class="value">{escape(str(value))}</div>' \
+           f'<div class="label">{escape(label)}</div></div>'
+
+
+def _section(anchor: str, title: str, body: str, note: str = "") -> str:
+    note_html = f'<p class="note">{note}</p>' if note else ""
+    return f'<section id="{anchor}"><h2>{escape(title)}</h2>{note_html}{body}</section>'
+
+
+def _grid(*parts: str) -> str:
+    return '<div class="grid">' + "".join(f"<div>{p}</div>" for p in parts if p) + "</div>"
+
+
+# -- sections ---------------------------------------------------------------------------------
+def _images_section(report: DatasetReport) -> str:
+    images = report.numbers["images"]
+    quarantine = images["quarantined"]
+    rows = [["images in images/", images["total"]], ["annotated (saved by a person)", images["annotated"]],
+            ["  of which with no objects", images["empty"]],
+            ["pending (not annotated by a person yet)", images["pending"]],
+            ["  no VOC file yet", images["no_annotation"]],
+            ["  machine drafts (make prelabel), not reviewed", images["drafts"]],
+            ["  VOC file unreadable (see Validation)", images["unparsable"]],
+            ["annotations without an image", images["annotations_without_image"]],
+            ["quarantined", quarantine["total"]]]
+    rows += [[f"  {reason}", n] for reason, n in quarantine["by_reason"].items()]
+    rows += [[f"files in quarantine/{folder}/", n] for folder, n in quarantine.get("folders", {}).items()]
+    min_side = images.get("min_side") or {}
+    if min_side:
+        rows.append(["image short side, median px", int(min_side["median"])])
+    plot = ""
+    sizes = report.image_sizes
+    if len(sizes):
+        fig, ax = _figure()
+        unique, counts = np.unique(sizes, axis=0, return_counts=True)  # one dot per size, by count
+        ax.scatter(unique[:, 0], unique[:, 1], s=10 + 120 * np.sqrt(counts / counts.max()), alpha=0.45,
+                   color="#1f77b4", edgecolors="none")
+        ax.set_xlim(0, sizes[:, 0].max() * 1.08)
+        ax.set_ylim(0, sizes[:, 1].max() * 1.08)
+        ax.set_xlabel("width (px)")
+        ax.set_ylabel("height (px)")
+        ax.set_title(f"image sizes ({len(sizes)} images; dot area = images of that size)", fontsize=10)
+        ax.grid(alpha=0.3)
+        plot = _png(fig, "image sizes")
+    pending = report.numbers["pending_files"]
+    listing = ""
+    if pending:
+        shown = ", ".join(escape(p) for p in pending[:40])
+        more = f" and {images['no_annotation'] - 40} more" if images["no_annotation"] > 40 else ""
+        listing = f'<p class="small">No VOC file yet: {shown}{more}. <code>make annotate</code> opens them in labelImg.</p>'
+    return _section("images", "Images", _grid(_table(["", "count"], rows), plot) + listing)
+
+
+def _classes_section(report: DatasetReport) -> str:
+    classes = report.numbers["classes"]
+    names = report.class_names
+    boxes = report.boxes
+    tiny = classes["tiny"]
+    rows = [[n, classes["boxes"][n], classes["images"][n], tiny["by_class"].get(n, 0)] for n in names]
+    table = _table(["class", "boxes", "images", "tiny boxes"], rows)
+    notes = []
+    if classes["undeclared"]:
+        notes.append(f"<b>Not in classes.txt:</b> {escape(', '.join(classes['undeclared']))}; "
+                     f"add them there or fix the boxes in labelImg.")
+    plots = []
+    if names:
+        fig, ax = _figure()
+        x = np.arange(len(names))
+        ax.bar(x - 0.2, [classes["boxes"][n] for n in names], 0.4, label="boxes", color="#1f77b4")
+        ax.bar(x + 0.2, [classes["images"][n] for n in names], 0.4, label="images", color="#aec7e8")
+        ax.set_xticks(x, names)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=8)
+        ax.set_title("boxes and images per class", fontsize=10)
+        plots.append(_png(fig, "boxes and images per class"))
+    per_image = classes["boxes_per_image"]
+    if per_image:
+        fig, ax = _figure()
+        ax.bar([int(k) for k in per_image], list(per_image.values()), color="#2ca02c")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("boxes in the image")
+        ax.set_ylabel("images")
+        ax.set_title("boxes per annotated image", fontsize=10)
+        plots.append(_png(fig, "boxes per image"))
+    finite = np.isfinite(boxes.rel_w) & np.isfinite(boxes.rel_h) & (boxes.rel_h > 0) & (boxes.rel_w > 0)
+    if finite.any():
+        index = np.flatnonzero(finite)
+        if len(index) > MAX_POINTS:
+            index = np.random.default_rng(0).choice(index, MAX_POINTS, replace=False)
+        fig, ax = _figure()
+        for c, name in enumerate(names):
+            chosen = index[boxes.cls[index] == c]
+            ax.scatter(boxes.rel_w[chosen], boxes.rel_h[chosen], s=8, alpha=0.45, label=name,
+                       color=_colour(c), edgecolors="none")
+        ax.set_xlabel("box width / image width")
+        ax.set_ylabel("box height / image height")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.set_title("box sizes relative to the image", fontsize=10)
+        plots.append(_png(fig, "box sizes"))
+    aspect_ok = np.isfinite(boxes.aspect) & (boxes.aspect > 0)
+    if aspect_ok.any():
+        fig, ax = _figure()
+        aspect = boxes.aspect[aspect_ok]
+        low, high = min(aspect.min(), 0.4), max(aspect.max(), 2.5)
+        bins = np.logspace(np.log10(low), np.log10(high), 36)
+        for c, name in enumerate(names):
+            ax.hist(aspect[boxes.cls[aspect_ok] == c], bins=bins, alpha=0.6, label=name, color=_colour(c))
+        for ratio in ANCHOR_RATIOS:
+            ax.axvline(ratio, color="#444", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xticks([0.25, 0.5, 1, 2, 4], ["1:4", "1:2", "1:1", "2:1", "4:1"])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlim(low, high)
+        ax.set_xlabel("box height : width (dotted: RetinaNet's anchor ratios)")
+        ax.set_ylabel("boxes")
+        ax.legend(fontsize=8)
+        ax.set_title("box aspect ratios", fontsize=10)
+        plots.append(_png(fig, "aspect ratios"))
+    valid = np.isfinite(boxes.scaled_side) & (boxes.scaled_side > 0)
+    if valid.any():
+        side = boxes.scaled_side[valid]
+        missed = tiny_mask(boxes)[valid]
+        fig, ax = _figure()
+        bins = np.logspace(np.log10(min(side.min(), 8)), np.log10(max(side.max(), 64)), 40)
+        ax.hist(side[~missed], bins=bins, color="#7f7f7f", label="an anchor fits")
+        ax.hist(side[missed], bins=bins, color="#d62728", label=f"tiny: no anchor reaches IoU {POSITIVE_IOU}")
+        ax.axvline(ANCHOR_SIZES[0], color="#d62728", linestyle=":",
+                   label=f"smallest anchor ({ANCHOR_SIZES[0]} px)")
+        ax.set_xscale("log")
+        ticks = [t for t in (4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048) if bins[0] <= t <= bins[-1]]
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(f"box side sqrt(w*h) after resizing to min side {tiny['image_min_side']} (px)")
+        ax.set_ylabel("boxes")
+        ax.legend(fontsize=8)
+        ax.set_title(f"box size as RetinaNet sees it: {tiny['count']} tiny", fontsize=10)
+        plots.append(_png(fig, "box size after resizing"))
+    if tiny["files"]:
+        shown = tiny["files"][:40]
+        notes.append("<b>Tiny boxes in:</b> " + ", ".join(escape(f) for f in shown)
+                     + (" and more (see report.json)" if len(tiny["files"]) > len(shown) else "")
+                     + ". Enlarge them in labelImg, drop them, or train with a larger IMAGE_MIN_SIDE.")
+    note = (f"<b>Tiny boxes</b>: after keras-retinanet resizes the image (short side "
+            f"{tiny['image_min_side']}, long side at most {tiny['image_max_side']}), no anchor reaches "
+            f"IoU {tiny['positive_iou']} with these boxes even when centred on them, so training never "
+            f"learns them. {tiny['count']} of {classes['total_boxes']} boxes; "
+            f"{classes['difficult']} boxes are marked difficult.")
+    return _section("classes", "Classes and boxes", table + "".join(f"<p>{n}</p>" for n in notes)
+                    + _grid(*plots), note)
+
+
+def _sources_section(report: DatasetReport) -> str:
+    sources = report.numbers["sources"]
+    if not any(sources.values()):
+        return _section("sources", "Sources", "<p>No manifest records: the manifest is missing.</p>")
+    plots = [_bars(sources["origin"], "images by origin")]
+    if sources["query"]:
+        plots += [_bars(sources["query"], "images per query", colour="#ff7f0e"),
+                  _bars(sources["site"], "images per site (page the image was found on)", colour="#9467bd"),
+                  _bars(sources["engine"], "images per scrape engine", colour="#8c564b"),
+                  _bars(sources["filters"], "images per licence / search filter", colour="#17becf")]
+    tables = ""
+    if sources["import_sources"]:
+        tables = "<h3>Import sources</h3>" + _table(["folder", "images"],
+                                                     [[k, v] for k, v in sources["import_sources"].items()])
+    return _section("sources", "Sources", _grid(*plots) + tables,
+                    "Counts of the images now in images/, from their manifest records.")
+
+
+def _duplicates_section(report: DatasetReport, dataset: Dataset) -> str:
+    dedupe = report.numbers["duplicates"]
+    quarantine = report.numbers["images"]["quarantined"]
+    if not dedupe:
+        body = "<p>Not run yet: <code>make dedupe</code> finds exact and near duplicates.</p>"
+        if quarantine["total"]:
+            body += f"<p>{quarantine['total']} files are in quarantine.</p>"
+        return _section("duplicates", "Duplicates", body)
+    conflicts = [c for c in dedupe.get("conflicts") or [] if isinstance(c, dict)]
+    rows = [["pHash distance threshold", dedupe.get("threshold", "")],
+            ["groups with more than one image", dedupe.get("groups", 0)],
+            ["files quarantined", dedupe.get("quarantined", 0)],
+            ["exact duplicates", dedupe.get("exact", 0)], ["near duplicates", dedupe.get("near", 0)],
+            ["annotation conflicts", len(conflicts)]]
+    body = _table(["", ""], rows)
+    if (dataset.export / "dedupe.html").exists():
+        body += '<p><a href="dedupe.html">Review the duplicate groups side by side (dedupe.html)</a></p>'
+    if conflicts:
+        body += "<h3>Annotation conflicts</h3>" + _table(
+            ["keeper", "duplicate", "why"],
+            [[_link(dataset.export, dataset.root, str(c.get("keeper", ""))),
+              _link(dataset.export, dataset.root, str(c.get("duplicate", ""))), str(c.get("why", ""))]
+             for c in conflicts[:MAX_FINDINGS]])
+    return _section("duplicates", "Duplicates", body)
+
+
+def _validation_section(report: DatasetReport, dataset: Dataset) -> str:
+    validation = report.numbers["validation"]
+    state = ""
+    if not validation["ran"]:
+        state = "<p><code>make validate</code> has not run yet; only the VOC files this report could " \
+                "not read are listed.</p>"
+    elif validation["stale"]:
+        state = '<p class="warn">Images or annotations changed after the last <code>make validate</code>; ' \
+                "run it again for current findings.</p>"
+    by_kind = validation["by_kind"]
+    plot = ""
+    if by_kind:
+        kinds = list(by_kind)[:MAX_BARS]
+        fig, ax = _figure(5.2, max(1.8, 0.6 + 0.3 * len(kinds)))
+        errors = [by_kind[k].get("error", 0) for k in kinds][::-1]
+        warnings = [by_kind[k].get("warning", 0) for k in kinds][::-1]
+        ax.barh(kinds[::-1], errors, color="#d62728", label="errors")
+        ax.barh(kinds[::-1], warnings, left=errors, color="#ff7f0e", label="warnings")
+        ax.set_xlim(0, max(e + w for e, w in zip(errors, warnings)) * 1.4)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=8, loc="lower right")
+        ax.set_xlabel("findings")
+        ax.set_title("validation findings by kind", fontsize=10)
+        plot = _png(fig, "validation findings")
+    table = _table(["kind", "errors", "warnings"],
+                   [[k, v.get("error", 0), v.get("warning", 0)] for k, v in by_kind.items()])
+    findings = validation["findings"]
+    listing = ""
+    if findings:
+        listing = f"<details{' open' if len(findings) <= 30 else ''}><summary>{len(findings)} findings" \
+                  + (f" (the first {MAX_FINDINGS} listed)" if len(findings) > MAX_FINDINGS else "") + "</summary>" + _table(
+            ["file", "field", "kind", "severity", "message"],
+            [[_link(dataset.export, dataset.root, str(f.get("file", ""))), str(f.get("field", "")),
+              str(f.get("kind", "")), str(f.get("severity", "")), str(f.get("message", ""))]
+             for f in findings[:MAX_FINDINGS]], numeric_from=99)
+        if len(findings) > MAX_FINDINGS:
+            listing += f"<p>{len(findings) - MAX_FINDINGS} more in validate.json.</p>"
+        listing += "</details>"
+    head = f"<p>{validation['errors']} errors, {validation['warnings']} warnings.</p>" \
+        if validation["ran"] or findings else ""
+    return _section("validation", "Validation", state + head + _grid(table, plot) + listing)
+
+
+def _split_section(report: DatasetReport) -> str:
+    split = report.numbers["split"]
+    if not split:
+        return _section("split", "Split", "<p>Not split yet: <code>make split</code> writes train.csv "
+                                          "and val.csv.</p>")
+    counts = split.get("counts") or {}
+    names = sorted({c for part in counts.values() if isinstance(part, dict)
+                    for c in (part.get("boxes") or {})})
+    rows = [[part, (counts.get(part) or {}).get("images", 0)]
+            + [((counts.get(part) or {}).get("boxes") or {}).get(n, 0) for n in names]
+            for part in ("train", "val")]
+    leakage = split.get("leakage") or {}
+    facts = [["validation fraction", split.get("val", "")], ["seed", split.get("seed", "")],
+             ["pHash threshold", split.get("threshold", "")],
+             ["near-duplicate groups", split.get("groups", "")],
+             ["near-duplicate pairs kept on one side", leakage.get("near_duplicate_pairs", "")],
+             ["pairs a random split would have put across", leakage.get("random_split_cross_pairs", "")]]
+    plot = ""
+    if names:
+        fig, ax = _figure()
+        x = np.arange(len(names))
+        for offset, part, colour in ((-0.2, "train", "#1f77b4"), (0.2, "val", "#ff7f0e")):
+            ax.bar(x + offset, [((counts.get(part) or {}).get("boxes") or {}).get(n, 0) for n in names],
+                   0.4, label=part, color=colour)
+        ax.set_xticks(x, names)
+        ax.set_ylabel("boxes")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=8)
+        ax.set_title("boxes per class in train and val", fontsize=10)
+        plot = _png(fig, "split")
+    stale = '<p class="warn">Images or annotations changed after the split; run <code>make export split' \
+            '</code> again.</p>' if report.numbers.get("split_stale") else ""
+    body = _grid(_table(["part", "images"] + [f"{n} boxes" for n in names], rows) + _table(["", ""], facts), plot)
+    return _section("split", "Split", stale + body)
+
+
+def _runs_section(report: DatasetReport) -> str:
+    runs = report.runs
+    if not runs:
+        return _section("runs", "Training runs", "<p>No training runs yet: <code>make train</code>.</p>")
+    names = sorted({n for r in runs for n in r["classes"]})
+    rows = [[r["id"], str(r["backbone"] or ""), r["epochs"], r["mAP"] if isinstance(r["mAP"], (int, float)) else "n/a"]
+            + [r["classes"].get(n, {}).get("ap", "") if isinstance(r["classes"].get(n, {}).get("ap"), (int, float))
+               else "" for n in names] for r in runs]
+    table = _table(["run", "backbone", "epochs", "val mAP"] + [f"AP {n}" for n in names], rows, numeric_from=2)
+    plot = ""
+    if any(r["log"] for r in runs):
+        fig, ax = _figure()
+        for i, r in enumerate(runs):
+            points = [(row.get("epoch"), row.get("val_mAP")) for row in r["log"]
+                      if isinstance(row.get("val_mAP"), float)]
+            if points:
+                xs = [p[0] if isinstance(p[0], float) else k + 1 for k, p in enumerate(points)]
+                ax.plot(xs, [p[1] for p in points], marker="o", label=r["id"], color=_colour(i))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("val mAP")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+            ax.set_title("val mAP per epoch, latest runs", fontsize=10)
+            plot = _png(fig, "val mAP per epoch")
+    curves = _grid(*[f"<h3>{escape(r['id'])}: {escape(kind)}</h3>" + _file_png(r[key], f"{r['id']} {kind}")
+                     for r in runs[:2] for key, kind in (("curves_png", "curves"), ("pr_curve_png", "precision-recall"))
+                     if r[key]])
+    return _section("runs", "Training runs", _grid(table, plot) + curves,
+                    "The latest runs first; mAP at IoU 0.5 on the validation split.")
+
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#f4f6f9}
+header{background:#1d2330;color:#fff;padding:16px 28px}header h1{margin:0;font-size:22px}
+header p{margin:4px 0 0;color:#b8c0cc;font-size:13px}
+nav{position:sticky;top:0;background:#fff;border-bottom:1px solid #dde2ea;padding:8px 28px;z-index:1}
+nav a{margin-right:16px;color:#2a5db0;text-decoration:none}
+main{padding:8px 28px 40px;max-width:1400px}
+.cards{display:flex;flex-wrap:wrap;gap:10px;margin:16px 0}
+.card{background:#fff;border:1px solid #dde2ea;border-radius:8px;padding:10px 16px;min-width:110px}
+.card .value{font-size:26px;font-weight:600}.card .label{color:#5b6472;font-size:12px}
+.card.bad .value{color:#c62828}.card.warn .value{color:#d26a00}.card.good .value{color:#2e7d32}
+section{background:#fff;border:1px solid #dde2ea;border-radius:8px;padding:6px 20px 16px;margin:16px 0}
+h2{font-size:18px;margin:12px 0 6px}h3{font-size:15px;margin:14px 0 6px}
+.grid{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
+table{border-collapse:collapse;margin:6px 0;font-size:13px}
+th,td{white-space:pre-wrap;border-bottom:1px solid #e6e9ef;padding:4px 10px;text-align:left;vertical-align:top}
+th{background:#f0f2f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
+img.plot{max-width:520px;width:100%;border:1px solid #eef0f4;border-radius:4px}
+.note{color:#5b6472;font-size:13px}.small{font-size:12px;color:#5b6472}.warn{color:#d26a00}
+summary{cursor:pointer;font-weight:600;margin:10px 0 4px}
+code{background:#eef1f5;padding:1px 4px;border-radius:3px}
+"""
+
+
+def render(report: DatasetReport, dataset: Dataset) -> str:
+    n = report.numbers
+    images, classes, validation = n["images"], n["classes"], n["validation"]
+    latest = next((r for r in n["runs"] if isinstance(r.get("mAP"), (int, float))), None)
+    cards = [
+        _card("images", images["total"]),
+        _card("annotated", images["annotated"], "good" if images["annotated"] else ""),
+        _card("pending", images["pending"], "warn" if images["pending"] else ""),
+        _card("quarantined", images["quarantined"]["total"]),
+        _card("boxes", classes["total_boxes"]),
+        *[_card(f"{name} boxes", count) for name, count in classes["boxes"].items()],
+        _card("tiny boxes", classes["tiny"]["count"], "warn" if classes["tiny"]["count"] else ""),
+        _card("validation errors", validation["errors"] if validation["ran"] or validation["errors"] else "-",
+              "bad" if validation["errors"] else ""),
+        _card("warnings", validation["warnings"] if validation["ran"] else "-",
+              "warn" if validation["warnings"] else ""),
+    ]
+    if latest:
+        cards.append(_card(f"val mAP ({latest['id']})", f"{latest['mAP']:.3f}"))
+    problems = "".join(f'<p class="warn">{escape(p)}</p>' for p in n["problems"])
+    sections = [_images_section(report), _classes_section(report), _sources_section(report),
+                _duplicates_section(report, dataset), _validation_section(report, dataset),
+                _split_section(report), _runs_section(report)]
+    nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in (
+        ("images", "Images"), ("classes", "Classes"), ("sources", "Sources"), ("duplicates", "Duplicates"),
+        ("validation", "Validation"), ("split", "Split"), ("runs", "Training runs")))
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<link rel="icon" href="data:,">'
+            f"<title>maskset report: {escape(Path(n['dataset']).name)}</title><style>{STYLE}</style></head>"
+            f"<body><header><h1>maskset dataset report</h1><p>{escape(n['dataset'])} &middot; "
+            f"{escape(n['generated'])}</p></header><nav>{nav}</nav><main>"
+            f'<div class="cards">{"".join(cards)}</div>{problems}{"".join(sections)}</main></body></html>\n')

@@ -1,0 +1,143 @@
+"""dataset.grouping: pHash, the neighbour search against brute force, union-find, the hash cache."""
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import random
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from dataset import grouping
+from dataset.errors import MasksetError
+from dataset.layout import Dataset
+from dataset.sample import jpeg_bytes, render_scene
+
+
+def _brute_pairs(hashes: dict, threshold: int):
+    return sorted((a, b, grouping.hamming(hashes[a], hashes[b]))
+                  for a, b in itertools.combinations(sorted(hashes), 2)
+                  if grouping.hamming(hashes[a], hashes[b]) <= threshold)
+
+
+def _clustered_hashes(n_centres=300, per_centre=4, max_flips=14, seed=0) -> dict[str, int]:
+    """Random 64-bit centres with copies a few bits away: every distance from 0 to 14 occurs."""
+    rng = random.Random(seed)
+    hashes = {}
+    for c in range(n_centres):
+        centre = rng.getrandbits(64)
+        hashes[f"c{c:04d}"] = centre
+        for k in range(rng.randrange(per_centre)):
+            flips = rng.sample(range(64), rng.randrange(max_flips + 1))
+            hashes[f"c{c:04d}-{k}"] = centre ^ sum(1 << b for b in flips)
+    hashes["all-zero"], hashes["all-one"] = 0, (1 << 64) - 1  # the uint64 edges
+    return hashes
+
+
+@pytest.mark.parametrize("threshold", [0, 1, 3, 4, 7, 10, 13, 17])
+def test_near_pairs_equal_brute_force(threshold):
+    hashes = _clustered_hashes()
+    pairs = grouping.near_pairs(hashes, threshold)
+    assert pairs == _brute_pairs(hashes, threshold)
+    assert all(a < b for a, b, _ in pairs)
+    if threshold >= 4:
+        assert len(pairs) > 50  # the test data really exercises the search
+
+
+def test_near_pairs_edge_cases():
+    assert grouping.near_pairs({}, 10) == []
+    assert grouping.near_pairs({"a": 5}, 10) == []
+    assert grouping.near_pairs({"a": 5, "b": 5}, 0) == [("a", "b", 0)]
+    assert grouping.near_pairs({"a": 0, "b": (1 << 64) - 1}, 64) == [("a", "b", 64)]
+    assert grouping.near_pairs({"a": 0, "b": (1 << 64) - 1}, 63) == []
+
+
+def test_groups_are_connected_components():
+    keys = [f"k{i:02d}" for i in range(30)]
+    rng = random.Random(3)
+    pairs = [tuple(sorted(rng.sample(keys, 2))) for _ in range(18)]
+    result = grouping.groups(keys, pairs)
+    assert sorted(k for g in result for k in g) == keys  # each key exactly once
+    assert result == sorted(result) and all(g == sorted(g) for g in result)
+    where = {k: i for i, g in enumerate(result) for k in g}
+    assert all(where[a] == where[b] for a, b in pairs)
+    # Reference: flood fill over the same edges.
+    neighbours = {k: set() for k in keys}
+    for a, b in pairs:
+        neighbours[a].add(b)
+        neighbours[b].add(a)
+    seen, reference = set(), []
+    for k in keys:
+        if k in seen:
+            continue
+        stack, component = [k], set()
+        while stack:
+            x = stack.pop()
+            if x not in component:
+                component.add(x)
+                stack.extend(neighbours[x] - component)
+        seen |= component
+        reference.append(sorted(component))
+    assert result == sorted(reference)
+
+
+def _scene(seed: int) -> Image.Image:
+    return render_scene(random.Random(seed), (480, 360))[0]
+
+
+def test_phash_is_robust_to_copies_and_tells_scenes_apart():
+    original = _scene(1)
+    base = grouping.phash_bytes(jpeg_bytes(original))
+    small = original.resize((240, 180), Image.LANCZOS)
+    brighter = ImageEnhance.Brightness(original).enhance(1.2)
+    png = io.BytesIO()
+    original.save(png, "PNG")
+    copies = [jpeg_bytes(small, 60), jpeg_bytes(brighter), png.getvalue()]
+    for data in copies:
+        assert grouping.hamming(base, grouping.phash_bytes(data)) <= grouping.DEFAULT_THRESHOLD
+    others = [grouping.phash_bytes(jpeg_bytes(_scene(s))) for s in range(2, 12)]
+    assert min(grouping.hamming(base, h) for h in others) > grouping.DEFAULT_THRESHOLD
+
+
+def test_broken_image_names_the_file(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(jpeg_bytes(_scene(1))[:300])
+    with pytest.raises(MasksetError, match="broken.jpg"):
+        grouping.hash_files([bad])
+
+
+def test_image_hashes_cache_is_incremental(tmp_path):
+    dataset = Dataset.at(tmp_path / "data").ensure()
+    for seed in range(4):
+        (dataset.images / f"img{seed}.jpg").write_bytes(jpeg_bytes(_scene(seed)))
+    first = grouping.image_hashes(dataset, progress=False)
+    assert sorted(first) == [f"img{s}.jpg" for s in range(4)]
+    assert first == {p.name: h for p, h in grouping.hash_files(dataset.image_files()).items()}
+    cache = grouping.cache_path(dataset)
+    assert cache.exists()
+
+    # Prove the cache is read, not recomputed: plant a marker hash for an unchanged file.
+    text = cache.read_text().replace(f"{first['img1.jpg']:016x}", "00000000000000ff")
+    cache.write_text(text)
+    assert grouping.image_hashes(dataset, progress=False)["img1.jpg"] == 0xFF
+
+    # A changed file (new bytes, new mtime) is hashed again; a new one is added.
+    (dataset.images / "img1.jpg").write_bytes(jpeg_bytes(_scene(9)))
+    os.utime(dataset.images / "img1.jpg", ns=(1, 1))
+    (dataset.images / "new.jpg").write_bytes(jpeg_bytes(_scene(7)))
+    again = grouping.image_hashes(dataset, progress=False)
+    assert again["img1.jpg"] == grouping.phash_bytes((dataset.images / "img1.jpg").read_bytes())
+    assert again["new.jpg"] == grouping.phash_bytes((dataset.images / "new.jpg").read_bytes())
+    assert {k: again[k] for k in ("img0.jpg", "img2.jpg", "img3.jpg")} == \
+           {k: first[k] for k in ("img0.jpg", "img2.jpg", "img3.jpg")}
+    # files= limits the answer to those files.
+    assert list(grouping.image_hashes(dataset, files=["img2.jpg"], progress=False)) == ["img2.jpg"]
+
+
+def test_popcount_matches_python():
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 2**63, size=1000, dtype=np.int64).astype(np.uint64) << np.uint64(1)
+    values[0] = np.uint64(2**64 - 1)
+    assert grouping.popcount64(values).tolist() == [int(v).bit_count() for v in values]

@@ -1,0 +1,1 @@
+"""Training, evaluation and detection: keras-retinanet RetinaNet driven through its library API."""

@@ -1,0 +1,215 @@
+"""`make detect [RUN=..] IMAGE=..|DIR=..|VIDEO=..`: run a trained model; write copies with boxes,
+class names and scores drawn, and detections.json, into <run>/detect/<time>/.
+
+`load_inference_model` + `detect_image` are the API other stages (prelabel) reuse.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dataset import atomic
+from dataset.cli import parser as base_parser, run
+from dataset.errors import MasksetError
+from dataset.layout import IMAGE_SUFFIXES
+
+from . import runs
+from .config import TrainConfig
+
+DEFAULT_SCORE = 0.5
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+
+
+@dataclass
+class InferenceModel:
+    keras_model: object
+    backbone: str
+    min_side: int
+    max_side: int
+    classes: dict[int, str]
+    run_dir: Path
+
+    def preprocess(self, image_bgr):
+        from keras_retinanet.utils.image import preprocess_image, resize_image
+        from .model import backbone
+        image, scale = resize_image(image_bgr, min_side=self.min_side, max_side=self.max_side)
+        return backbone(self.backbone).preprocess_image(image.astype(np.float32)), scale
+
+
+def load_inference_model(run_dir: Path | str) -> InferenceModel:
+    """The run's inference.h5 with the image sizes and classes it was trained with."""
+    from .model import load_inference, quiet_tensorflow
+    quiet_tensorflow()
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / runs.INFERENCE).is_file():
+        raise MasksetError(f"{run_dir}: no {runs.INFERENCE}; the run has not finished. "
+                           f"Continue it with `make train RESUME={run_dir}` or pick another RUN=.")
+    config = TrainConfig.from_json(run_dir / runs.CONFIG)
+    return InferenceModel(load_inference(run_dir / runs.INFERENCE, config.backbone), config.backbone,
+                          config.image_min_side, config.image_max_side, runs.read_classes(run_dir), run_dir)
+
+
+def detect_array(model: InferenceModel, image_bgr: np.ndarray, classes=None, score: float = DEFAULT_SCORE):
+    """Detections on a BGR array: [{"class", "score", "box": [x1, y1, x2, y2]}], best first."""
+    names = classes if classes is not None else model.classes
+    if isinstance(names, (list, tuple)):
+        names = dict(enumerate(names))
+    image, scale = model.preprocess(image_bgr)
+    boxes, scores, labels = model.keras_model.predict_on_batch(np.expand_dims(image, 0))[:3]
+    height, width = image_bgr.shape[:2]
+    found = []
+    for box, s, label in zip(boxes[0] / scale, scores[0], labels[0]):
+        if s < score or label < 0:  # FilterDetections pads with -1
+            continue
+        x1, y1, x2, y2 = (float(v) for v in box)
+        found.append({"class": names.get(int(label), str(int(label))), "score": round(float(s), 4),
+                      "box": [round(max(0.0, x1), 1), round(max(0.0, y1), 1),
+                              round(min(float(width), x2), 1), round(min(float(height), y2), 1)]})
+    return sorted(found, key=lambda d: -d["score"])
+
+
+def read_bgr(path: Path) -> np.ndarray:
+    from keras_retinanet.utils.image import read_image_bgr
+    try:
+        return read_image_bgr(str(path))
+    except Exception as error:  # PIL raises several kinds for broken files
+        raise MasksetError(f"{path}: cannot read the image ({error}).") from None
+
+
+def detect_image(model: InferenceModel, image_path: Path | str, classes=None, score: float = DEFAULT_SCORE):
+    return detect_array(model, read_bgr(Path(image_path)), classes, score)
+
+
+def draw(image_bgr: np.ndarray, detections: list[dict], classes: dict[int, str]) -> np.ndarray:
+    """A copy with each box, its class name and score drawn (keras-retinanet's colours and captions)."""
+    from keras_retinanet.utils.colors import label_color
+    from keras_retinanet.utils.visualization import draw_box, draw_caption
+    label_of = {name: label for label, name in classes.items()}
+    canvas = image_bgr.copy()
+    for d in detections:
+        box = np.array(d["box"]).astype(int)
+        draw_box(canvas, box, color=label_color(label_of.get(d["class"], 0)))
+        draw_caption(canvas, box, f"{d['class']} {d['score']:.2f}")
+    return canvas
+
+
+def write_image(path: Path, image_bgr: np.ndarray) -> None:
+    import cv2
+    ok, data = cv2.imencode(path.suffix if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".jpg", image_bgr)
+    if not ok:
+        raise MasksetError(f"{path}: cannot encode the annotated copy.")
+    atomic.write_bytes(path, data.tobytes())
+
+
+def detect_files(model: InferenceModel, images: list[Path], out: Path, score: float) -> dict:
+    from tqdm import tqdm
+    results = {}
+    for path in tqdm(images, desc="detecting", unit="img"):
+        image = read_bgr(path)
+        found = detect_array(model, image, score=score)
+        name = path.name if path.suffix.lower() in (".jpg", ".jpeg", ".png") else path.stem + ".jpg"
+        target = atomic.unique_path(out / name)  # two inputs with one name: both kept
+        write_image(target, draw(image, found, model.classes))
+        results[str(path)] = {"output": target.name, "detections": found}
+    return results
+
+
+def detect_video(model: InferenceModel, video: Path, out: Path, score: float) -> dict:
+    """An annotated .mp4 copy plus the detections of every frame."""
+    import os
+    import tempfile
+    import cv2
+    from tqdm import tqdm
+    capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise MasksetError(f"{video}: OpenCV cannot open this video; convert it to .mp4 (H.264) and retry.")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    target = out / (video.stem + ".mp4")
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{target.stem}.", suffix=".mp4")
+    os.close(fd)
+    writer, frames = None, []
+    try:
+        with tqdm(total=total, desc="detecting", unit="frame") as bar:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                if writer is None:
+                    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                             (frame.shape[1], frame.shape[0]))
+                found = detect_array(model, frame, score=score)
+                writer.write(draw(frame, found, model.classes))
+                frames.append({"frame": len(frames), "time": round(len(frames) / fps, 3), "detections": found})
+                bar.update(1)
+        if writer is None:
+            raise MasksetError(f"{video}: no frames could be read.")
+        writer.release()
+        os.replace(tmp, target)
+    finally:
+        capture.release()
+        Path(tmp).unlink(missing_ok=True)
+    return {str(video): {"output": target.name, "fps": fps, "frames": frames}}
+
+
+def inputs_from(image: str | None, folder: str | None) -> list[Path]:
+    if image:
+        path = Path(image)
+        if not path.is_file():
+            raise MasksetError(f"IMAGE={image}: no such file.")
+        return [path.resolve()]
+    path = Path(folder)
+    if not path.is_dir():
+        raise MasksetError(f"DIR={folder}: no such folder.")
+    images = sorted(p.resolve() for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise MasksetError(f"DIR={folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in it.")
+    return images
+
+
+def detect(run_dir: Path, image: str | None = None, folder: str | None = None, video: str | None = None,
+           score: float = DEFAULT_SCORE, out: Path | None = None) -> Path:
+    """The core: detections for IMAGE, DIR or VIDEO; returns the output folder."""
+    if sum(x is not None for x in (image, folder, video)) != 1:
+        raise MasksetError("pass exactly one of IMAGE=<file>, DIR=<folder> or VIDEO=<file>.")
+    if video and not Path(video).is_file():
+        raise MasksetError(f"VIDEO={video}: no such file.")
+    model = load_inference_model(run_dir)
+    if out is None:  # a fresh folder per call: earlier results are never overwritten
+        out = atomic.unique_path(Path(run_dir) / "detect" / time.strftime("%Y%m%d-%H%M%S"))
+    out.mkdir(parents=True, exist_ok=True)
+    if video:
+        results = detect_video(model, Path(video).resolve(), out, score)
+    else:
+        results = detect_files(model, inputs_from(image, folder), out, score)
+    atomic.write_json(out / "detections.json", {"run": str(model.run_dir), "score_threshold": score,
+                                                "classes": list(model.classes.values()), "inputs": results})
+    return out
+
+
+def main(argv=None) -> int:
+    p = base_parser(__doc__.splitlines()[0])
+    p.add_argument("--run", help="runs/<id> (default: the latest run)")
+    p.add_argument("--runs", default="runs", help="the runs folder (default: runs)")
+    p.add_argument("--image", help="one image")
+    p.add_argument("--dir", help="a folder of images")
+    p.add_argument("--video", help="a video file")
+    p.add_argument("--score", type=float, default=DEFAULT_SCORE, help=f"score threshold (default {DEFAULT_SCORE})")
+    p.add_argument("--out", help="output folder (default: <run>/detect/<time>)")
+    args = p.parse_args(argv)
+    run_dir = runs.resolve_run(args.runs, args.run, need=runs.INFERENCE)
+    out = detect(run_dir, args.image, args.dir, args.video, args.score, Path(args.out) if args.out else None)
+    summary = json.loads((out / "detections.json").read_text())["inputs"]
+    count = sum(len(v.get("detections", [])) or sum(len(f["detections"]) for f in v.get("frames", []))
+                for v in summary.values())
+    print(f"{count} detections at score >= {args.score} in {len(summary)} input(s); "
+          f"annotated copies and detections.json in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))
