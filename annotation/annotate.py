@@ -100,10 +100,11 @@ class SessionSummary:
 
     def lines(self) -> list[str]:
         per_class = ", ".join(f"{name} {n}" for name, n in self.boxes.items()) or "none"
-        session = ", ".join(f"{name} {n}" for name, n in self.session_boxes.items()) or "none"
+        saved = ", ".join(f"{name} {n}" for name, n in self.session_boxes.items())
         out = [
             f"annotated this session: {len(self.annotated)} new, {len(self.reviewed_drafts)} drafts "
-            f"reviewed, {len(self.edited)} edited ({session} boxes in the files saved)",
+            f"reviewed, {len(self.edited)} edited"
+            + (f" (boxes in the files saved: {saved})" if saved else ""),
             f"left to annotate: {self.left} of {self.images} images"
             + (f" ({self.drafts_left} of them drafts to review)" if self.drafts_left else ""),
             f"boxes per class (dataset): {per_class}",
@@ -223,6 +224,8 @@ def explain_exit(code: int, stderr_tail: str) -> str | None:
         return ("Qt could not load its xcb platform plugin: install the Qt xcb libraries "
                 "(apt-get install libxcb-xinerama0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 "
                 "libxcb-keysyms1 libxcb-render-util0).")
+    if "No module named" in stderr_tail and ("labelImg" in stderr_tail or "PyQt5" in stderr_tail):
+        return "labelImg or PyQt5 is not installed in this environment: run `make setup`."
     if code < 0:
         how = f"killed by signal {-code}"
         if launcher.adaptation_disabled():

@@ -331,10 +331,20 @@ def main(argv=None) -> int:
                    help="redraft images whose file is still an unreviewed draft")
     p.add_argument("--limit", type=int, help="draft at most this many images")
     args = p.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        raise MasksetError(f"--limit {args.limit}: give a positive number of images (or leave it out).")
     dataset = cli.dataset_from(args)
     result = prelabel(dataset, run=args.run, score=args.score, runs_dir=args.runs,
                       class_name=args.class_name, calibrate=not args.no_calibration,
                       recalibrate=args.recalibrate, replace_drafts=args.replace_drafts, limit=args.limit)
+    if result.looked_at == 0:
+        if not dataset.image_files():
+            print(f"nothing to draft: {dataset.images} has no images (add some with make scrape or "
+                  f"make import)")
+        else:
+            print(f"nothing to draft: every image in {dataset.images} has a VOC file"
+                  + ("" if args.replace_drafts else " (--replace-drafts redrafts unreviewed drafts)"))
+        return 0
     print(result.summary())
     if result.drafted:
         print("Correct the drafts in labelImg with `make annotate`; a saved file stops being a draft.")

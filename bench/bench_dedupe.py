@@ -80,11 +80,10 @@ def imagededup_pairs(folder: Path) -> set[tuple[str, str]]:
 # -- scaling: many small, distinct-ish photos cut from the seed images ------------------------------
 def make_scale_folder(folder: Path, count: int, seed: int = 0) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
     sources = []
     for path in labelled.originals():
         with Image.open(path) as image:
-            image.draft("RGB", (480, 480))
+            image.draft("RGB", (320, 320))
             sources.append(ImageOps.exif_transpose(image).convert("RGB"))
 
     def one(index: int) -> Path:
@@ -93,19 +92,17 @@ def make_scale_folder(folder: Path, count: int, seed: int = 0) -> list[Path]:
         w, h = image.size
         cw, ch = int(w * r.uniform(0.35, 0.8)), int(h * r.uniform(0.35, 0.8))
         x, y = r.randrange(w - cw + 1), r.randrange(h - ch + 1)
-        tile = image.crop((x, y, x + cw, y + ch)).resize((192, 144))
+        tile = image.resize((160, 120), Image.BILINEAR, box=(x, y, x + cw, y + ch))
         if r.random() < 0.5:
             tile = tile.transpose(Image.FLIP_LEFT_RIGHT)
         out = io.BytesIO()
-        tile.save(out, "JPEG", quality=80)
+        tile.save(out, "JPEG", quality=75)
         path = folder / f"s{index:06d}.jpg"
         path.write_bytes(out.getvalue())  # bench scratch data: plain writes
         return path
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        paths = list(pool.map(one, range(count)))
-    rng.shuffle(paths)
-    return sorted(paths)
+        return list(pool.map(one, range(count)))
 
 
 def peak_mb() -> float:

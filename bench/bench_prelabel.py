@@ -4,7 +4,8 @@ Hold out part of seed-voc's annotated images (whole near-duplicate groups, so no
 face teaches the calibration), import the rest with their annotations, draft the held-out images
 with prelabel() and score the drafts against the people's boxes at IoU 0.5:
   - baseline: the detector's boxes as they are (--no-calibration),
-  - maskset:  the boxes calibrated on the imported annotations.
+  - maskset:  the boxes calibrated on the imported annotations, the class from the face's look
+    (and, to show what that adds, the same boxes with one default class).
 Then the speed of the downscaled detection prelabel uses against MTCNN on the full-size image.
 Prints ratios against the baselines measured in the same run.
 
@@ -107,6 +108,35 @@ def speed(detector_small: FaceDetector, detector_full: FaceDetector, images, cal
     return results
 
 
+def picture(path: Path, names, truth, plain, calibrated, height=260, columns=4) -> Path:
+    """A contact sheet for people: people's boxes green, MTCNN as-is red, maskset's drafts blue."""
+    from PIL import Image, ImageDraw
+    tiles = []
+    for name in names:
+        with Image.open(SEED_VOC / "images" / name) as opened:
+            image = opened.convert("RGB")
+        scale = height / image.height
+        image = image.resize((max(1, round(image.width * scale)), height))
+        draw = ImageDraw.Draw(image)
+        for boxes, colour, width in ((truth[name], (0, 200, 0), 4), (plain[name], (230, 30, 30), 2),
+                                     (calibrated[name], (40, 110, 255), 2)):
+            for label, box in boxes:
+                draw.rectangle([v * scale for v in box], outline=colour, width=width)
+                if colour[2] == 255:
+                    draw.text((box[0] * scale + 3, box[1] * scale + 2), label, fill=colour)
+        tiles.append(image)
+    rows = [tiles[i:i + columns] for i in range(0, len(tiles), columns)]
+    sheet = Image.new("RGB", (max(sum(t.width for t in row) for row in rows), height * len(rows)), "white")
+    for r, row in enumerate(rows):
+        x = 0
+        for tile in row:
+            sheet.paste(tile, (x, r * height))
+            x += tile.width
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
+
+
 def line(label: str, s: dict) -> str:
     b, c = s["boxes"], s["with_class"]
     return (f"{label:<24} recall {b['recall']:.3f}  precision {b['precision']:.3f}  "
@@ -122,7 +152,9 @@ def main(argv=None) -> int:
     p.add_argument("--calibration-images", type=int, default=60)
     p.add_argument("--speed-images", type=int, default=20)
     p.add_argument("--json", help="also write the numbers here")
-    args = p.parse_args(argv)
+    p.add_argument("--picture", default=str(REPO / "bench" / "results" / "prelabel-drafts.png"),
+                   help="contact sheet of 8 held-out photos with the three kinds of box")
+    args, _ = p.parse_known_args(argv)  # make bench passes one BENCH_ARGS to every bench
     if not (SEED_VOC / "images").is_dir():
         print(f"{SEED_VOC} is missing", file=sys.stderr)
         return 2
@@ -137,14 +169,20 @@ def main(argv=None) -> int:
         detector = FaceDetector()
         load_seconds = time.perf_counter() - started
 
-        plain = prelabel(dataset, run="face", calibrate=False, runs_dir=Path(tmp) / "runs",
-                         face_detector=detector)
-        plain_scores = scores(drafts_for(dataset, truth), truth)
+        prelabel(dataset, run="face", calibrate=False, runs_dir=Path(tmp) / "runs", face_detector=detector)
+        plain_drafts = drafts_for(dataset, truth)
+        plain_scores = scores(plain_drafts, truth)
         calibrated = prelabel(dataset, run="face", replace_drafts=True, runs_dir=Path(tmp) / "runs",
                               face_detector=detector)
-        calibrated_scores = scores(drafts_for(dataset, truth), truth)
+        calibrated_drafts = drafts_for(dataset, truth)
+        calibrated_scores = scores(calibrated_drafts, truth)
+        # the same boxes with one default class: what the appearance classifier adds
+        one_class = {n: [(calibrated.default_class, b) for _, b in v] for n, v in calibrated_drafts.items()}
+        one_class_scores = scores(one_class, truth)
         calibration = calib.Calibration(**calibrated.calibration)
 
+        sheet = picture(Path(args.picture), [p.name for p in held_out[:8]], truth, plain_drafts,
+                        calibrated_drafts)
         sample = held_out[:args.speed_images]
         timing = speed(detector, FaceDetector(max_side=100_000), [SEED_VOC / "images" / p.name for p in sample],
                        calibration, truth)
@@ -154,23 +192,30 @@ def main(argv=None) -> int:
     print(f"calibration: {calibration.describe()}")
     print(f"\ndrafts vs people's boxes on {len(held_out)} held-out images, IoU 0.5:")
     print(line("detector boxes as-is", plain_scores))
+    print(line("calibrated, one class", one_class_scores))
     print(line("calibrated (maskset)", calibrated_scores))
     b0, b1 = plain_scores["boxes"], calibrated_scores["boxes"]
     ratio = lambda new, old: new / old if old else float("inf")  # noqa: E731
     print(f"\nRATIO recall calibrated/as-is: {ratio(b1['recall'], b0['recall']):.2f}x   "
           f"precision: {ratio(b1['precision'], b0['precision']):.2f}x")
+    c0, c1 = one_class_scores["with_class"], calibrated_scores["with_class"]
+    print(f"RATIO recall with class, class from appearance/one default class: "
+          f"{ratio(c1['recall'], c0['recall']):.2f}x   precision: {ratio(c1['precision'], c0['precision']):.2f}x")
     print(f"prelabel time per image: {calibrated.seconds_per_image:.3f}s "
           f"({len(calibrated.drafted)} drafted, {len(calibrated.empty)} with no face found)")
+    print(f"prelabel's own summary: {calibrated.summary()}")
     full, small = timing["full_size"], timing["downscaled"]
     print(f"\nspeed on {len(sample)} held-out images (calibrated): full-size {full['seconds_per_image']:.3f}s/img "
           f"recall {full['recall']:.3f}; downscaled to {detector.max_side}px {small['seconds_per_image']:.3f}s/img "
           f"recall {small['recall']:.3f}")
+    print(f"picture (green: people, red: MTCNN as-is, blue: maskset drafts): {sheet}")
     print(f"RATIO speed-up downscaled vs full-size: {ratio(full['seconds_per_image'], small['seconds_per_image']):.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "held_out": len(held_out), "calibration": calibrated.calibration, "as_is": plain_scores,
-            "calibrated": calibrated_scores, "seconds_per_image": calibrated.seconds_per_image,
-            "speed": timing, "default_class": calibrated.default_class}, indent=2))
+            "calibrated": calibrated_scores, "calibrated_one_class": one_class_scores, "seconds_per_image": calibrated.seconds_per_image,
+            "speed": timing, "default_class": calibrated.default_class,
+            "boxes": calibrated.boxes, "summary": calibrated.summary()}, indent=2))
     if b1["recall"] <= b0["recall"]:
         print("FAIL: the calibration did not improve recall", file=sys.stderr)
         return 1

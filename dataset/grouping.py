@@ -94,9 +94,13 @@ def content_box(gray: np.ndarray) -> tuple[int, int, int, int]:
         limit = max(1, int(n * BORDER_MAX))
         found = []
         for side in (lines, lines[::-1]):
-            colour = float(np.median(side[0]))
+            colour = float(side[0].mean())
+            if np.count_nonzero(np.abs(side[0] - colour) > BORDER_TOLERANCE) > 0.02 * side.shape[1]:
+                break  # the outermost line is not plain: no frame on this axis (most photos)
             uniform = (np.abs(side[:limit] - colour) <= BORDER_TOLERANCE).mean(axis=1) >= 0.98
             found.append((int(np.argmin(uniform)) if not uniform.all() else limit, colour))
+        if len(found) < 2:
+            continue
         (depth_a, colour_a), (depth_b, colour_b) = found
         depth = min(depth_a, depth_b)
         if depth >= 1 and abs(colour_a - colour_b) <= BORDER_TOLERANCE and depth >= 0.5 * max(depth_a, depth_b) \

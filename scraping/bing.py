@@ -145,6 +145,7 @@ def make_driver(user_agent: str = DEFAULT_USER_AGENT, profile: str | None = None
     """Headless Debian Chromium through chromedriver; both paths explicit (Selenium Manager
     cannot download here), overridable by MASKSET_CHROMIUM / MASKSET_CHROMEDRIVER."""
     from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
 
     chromium = os.environ.get("MASKSET_CHROMIUM", CHROMIUM)
@@ -161,7 +162,12 @@ def make_driver(user_agent: str = DEFAULT_USER_AGENT, profile: str | None = None
                      "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,1600",
                      f"--user-agent={user_agent}", f"--user-data-dir={profile}"):
         options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    try:
+        driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    except WebDriverException as error:
+        raise MasksetError(f"{driver_path}: cannot start headless {chromium} ({error.msg or error}). "
+                           f"chromium and chromium-driver must be the same version (apt-get install "
+                           f"--reinstall chromium chromium-driver).") from None
     driver.set_page_load_timeout(60)
     return driver
 
@@ -196,14 +202,19 @@ def selenium_pages(base: str, query: str, filters: dict[str, str], user_agent: s
             if new:
                 yield new
             count = driver.execute_script(COUNT_JS)
-            driver.execute_script("window.scrollTo(0, document.body.scrollHeight);")
+            # a page shorter than the window cannot scroll, so also send the event itself
+            driver.execute_script("window.scrollTo(0, document.body.scrollHeight);"
+                                  "window.dispatchEvent(new Event('scroll'));")
             if not _grows(driver, count, wait):
                 # Bing stops infinite scrolling after a while and shows "see more images"
                 if not driver.execute_script(SEE_MORE_JS) or not _grows(driver, count, wait):
                     return
     finally:
         if driver is not None:
-            driver.quit()
+            try:
+                driver.quit()
+            except Exception:  # after Ctrl-C chromedriver may already be gone: nothing to quit
+                pass
         shutil.rmtree(profile, ignore_errors=True)  # our own throw-away profile
 
 

@@ -88,6 +88,9 @@ class FakeBing:
         self.block = block                  # "", "429" or "captcha"
         self.block_from_page = block_from_page
         self.queries: list[dict] = []       # query parameters of each result page request
+        self.agents: Counter = Counter()    # User-Agent headers seen
+        self.active = 0                     # image requests being answered right now
+        self.max_active = 0                 # ... and the most at once
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -178,10 +181,22 @@ class FakeBing:
         if parts.path in ("/images/async", "/images/search"):
             self._result_page(request, parts.path, query)
             return
+        with self._lock:
+            self.agents[request.headers.get("User-Agent", "")] += 1
         route = self.routes.get(parts.path)
         if route is None:
             _send(request, 404, b"<html><body>404 Not Found</body></html>", "text/html")
             return
+        with self._lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            self._answer(request, route, hits)
+        finally:
+            with self._lock:
+                self.active -= 1
+
+    def _answer(self, request, route: Route, hits: int) -> None:
         if route.delay:
             time.sleep(route.delay)
         if hits <= route.fail_first:

@@ -2,19 +2,30 @@
 
 Small API (used by tests/test_annotate_gui.py; reuse it for any other labelImg test):
 
-    from gui import VirtualDisplay, LabelImgWindow, marker_image, find_marker  # tests/ is on sys.path
+    from gui import (VirtualDisplay, LabelImgWindow, start_make, finish, marker_image,
+                     find_marker)                           # tests/ is on sys.path under pytest
 
     with VirtualDisplay(size=(1280, 900)) as screen:        # Xvfb -displayfd: a free display number
-        proc = subprocess.Popen([...], env=screen.env())    # DISPLAY set for the child
-        window = screen.wait_for_window(pid=proc.pid, name="labelImg", timeout=30)
+        proc = start_make(screen, "annotate", data, "ALL=1")  # or Popen([...], env=screen.env())
+        window = screen.wait_for_window(name="labelImg", timeout=30, process=proc)
         screen.resize(window, 1200, 850)
         shot = screen.screenshot(path)                      # PNG of the whole screen -> Path
         pixels = screen.grab()                              # the same as an RGB numpy array
         marker = find_marker(pixels, (255, 0, 255))         # .x .y .width .height of a colour patch
+        marker = screen.settled_marker((255, 0, 255))       # the same, once painting has settled
         screen.drag((x0, y0), (x1, y1))                     # press, move in steps, release
         screen.click(x, y); screen.key("ctrl+s"); screen.type("no_mask")
         screen.wheel(x, y, up=True, clicks=2, modifier="ctrl")   # scroll / ctrl+wheel zoom
         screen.wait_until(lambda: path.exists(), timeout=10, what="the XML to be saved")
+        output = finish(proc)                               # make's output once it has ended
+
+labelImg itself, as a person drives it (see LabelImgWindow for the whole list):
+
+        marker_image(dataset.images / "a.jpg", (640, 480))  # test images with colour markers
+        window = LabelImgWindow.wait(screen, process=proc)
+        window.fit(); to_screen = window.locate_image((640, 480))
+        window.draw_box(to_screen, (100, 80), (250, 200)); window.pick_class("mask")
+        window.next_image(); window.require_alive("next image"); window.close()
 
 Everything runs on the test's own display (never the user's), so tests can run in parallel.
 There is no window manager: pass `window=` to `key`/`type` (or call `focus`) to give a window the
@@ -24,6 +35,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -193,6 +205,22 @@ class VirtualDisplay:
             with Image.open(path) as image:
                 return np.asarray(image.convert("RGB"))
 
+    def settled_marker(self, rgb, timeout=10.0) -> "Marker":
+        """find_marker on the screen, once two screenshots in a row agree (painting is done)."""
+        seen: list = []
+
+        def settled():
+            try:
+                marker = find_marker(self.grab(), rgb)
+            except GuiError:
+                seen.clear()
+                return False
+            seen.append(marker)
+            return len(seen) > 1 and seen[-2] == marker
+
+        self.wait_until(settled, timeout=timeout, what=f"marker {rgb} to show, settled")
+        return seen[-1]
+
     # -- waiting --------------------------------------------------------------------------------
     @staticmethod
     def wait_until(condition, timeout=10.0, interval=0.1, what="the condition"):
@@ -260,6 +288,26 @@ def find_marker(pixels: np.ndarray, rgb, tolerance=60, min_pixels=4) -> Marker:
                   int(stats[largest, cv2.CC_STAT_WIDTH]), int(stats[largest, cv2.CC_STAT_HEIGHT]))
 
 
+def start_make(screen: VirtualDisplay, target: str, data: Path, *make_args, **env) -> subprocess.Popen:
+    """`make TARGET DATA=data ARGS..` as a user runs it, on this display, in the background.
+
+    Its own session, so `finish` can stop make and everything it started as one group."""
+    repo = Path(__file__).resolve().parents[1]
+    command = ["make", "--no-print-directory", "-C", str(repo), target, f"DATA={data}", *make_args]
+    return subprocess.Popen(command, env=screen.env(**env), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def finish(process: subprocess.Popen, timeout=30) -> str:
+    """The output of a `start_make` process once it has ended (stopping what is left after timeout)."""
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGTERM)
+        output, _ = process.communicate(timeout=10)
+    return output
+
+
 class LabelImgWindow:
     """labelImg's main window on a VirtualDisplay, driven as a person would (keys and mouse).
 
@@ -310,11 +358,29 @@ class LabelImgWindow:
     def key(self, *keys) -> None:
         self.screen.key(*keys, window=self.id)
 
-    def locate_image(self, image_size) -> "callable":
-        """A function image (x, y) -> screen (x, y), from the two markers now on the screen."""
-        pixels = self.screen.grab()
+    def locate_image(self, image_size, timeout=10.0) -> "callable":
+        """A function image (x, y) -> screen (x, y), from markers A and B on the screen.
+
+        Waits until two screenshots in a row agree: labelImg paints a new image (or zoom)
+        some time after its title changes."""
         (ax, ay), (bx, by), _ = marker_centres(image_size)
-        sa, sb = find_marker(pixels, MARKER_A), find_marker(pixels, MARKER_B)
+        seen: list = []
+
+        def settled():
+            pixels = self.screen.grab()
+            try:
+                markers = (find_marker(pixels, MARKER_A), find_marker(pixels, MARKER_B))
+            except GuiError:
+                seen.clear()
+                return False
+            previous = seen[-1] if seen else None
+            seen.append(markers)
+            return previous is not None and all(
+                abs(p.x - m.x) < 0.5 and abs(p.y - m.y) < 0.5 for p, m in zip(previous, markers))
+
+        self.screen.wait_until(settled, timeout=timeout, interval=0.1,
+                               what="the image's markers A and B to show, settled, on the screen")
+        sa, sb = seen[-1]
         scale_x, scale_y = (sb.x - sa.x) / (bx - ax), (sb.y - sa.y) / (by - ay)
 
         def to_screen(x, y):
@@ -335,6 +401,7 @@ class LabelImgWindow:
         """Type the class into labelImg's label dialog and press Return until it closes.
 
         (The first Return may only accept the completer's suggestion.)"""
+        time.sleep(0.3)  # the dialog's line edit takes the focus just after the window maps
         self.screen.type(name)
         for _ in range(4):
             self.screen.key("Return")

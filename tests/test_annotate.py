@@ -109,6 +109,7 @@ def test_nothing_to_annotate_says_so_without_a_window(tmp_path):
 def test_unreachable_display_and_crash_are_explained():
     assert "could not open the display" in explain_exit(1, "qt.qpa.xcb: could not connect to display :9")
     assert "crashed (killed by signal 6)" in explain_exit(-6, "TypeError: arguments did not match")
+    assert "run `make setup`" in explain_exit(1, "ModuleNotFoundError: No module named 'PyQt5'")
     assert explain_exit(0, "") is None
 
 

@@ -7,9 +7,7 @@ The same scenario must fail with MASKSET_LABELIMG_UNPATCHED=1: that proves it ca
 """
 from __future__ import annotations
 
-import os
 import pickle
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -19,9 +17,9 @@ import pytest
 from dataset import voc
 from dataset.layout import Dataset
 from dataset.validate import validate
-from gui import (MARKER_C, GuiError, LabelImgWindow, VirtualDisplay, find_marker, marker_image,
-                 missing_tools)
-from helpers import REPO, make
+from gui import (MARKER_C, GuiError, LabelImgWindow, VirtualDisplay, finish,
+                 marker_image, missing_tools, start_make)
+from helpers import make
 
 pytestmark = [pytest.mark.gui,
               pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()}")]
@@ -39,20 +37,7 @@ def screen():
 
 
 def start_annotate(screen, data: Path, *make_args, **env) -> subprocess.Popen:
-    """`make annotate` as a user runs it, on the test's display (own session: killable as a group)."""
-    command = ["make", "--no-print-directory", "-C", str(REPO), "annotate", f"DATA={data}", *make_args]
-    return subprocess.Popen(command, env=screen.env(**env), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
-def finish(process: subprocess.Popen, timeout=30) -> str:
-    """The make run's output once it has ended (stopping what is left of it if need be)."""
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGTERM)
-        output, _ = process.communicate(timeout=10)
-    return output
+    return start_make(screen, "annotate", data, *make_args, **env)
 
 
 def boxes(xml: Path) -> list[tuple[str, tuple[float, ...]]]:
@@ -89,14 +74,14 @@ def draw_save_zoom_scroll_next(screen, dataset: Dataset, artifacts: Path, shot: 
         screen.wait_until(xml_a.exists, timeout=10, what="Ctrl+S to save a.xml")
 
         # zoom in around the centre marker (it stays in view), then scroll down
-        fitted = find_marker(screen.grab(), MARKER_C)
+        fitted = screen.settled_marker(MARKER_C)
         screen.wheel(fitted.x, fitted.y, up=True, clicks=6, modifier="ctrl")  # set_zoom(float)
         window.require_alive("zooming with Ctrl+wheel")
-        zoomed = find_marker(screen.grab(), MARKER_C)
+        zoomed = screen.settled_marker(MARKER_C)
         assert zoomed.width > fitted.width * 1.3, f"Ctrl+wheel did not zoom in: {fitted} -> {zoomed}"
         screen.wheel(zoomed.x, zoomed.y, up=False, clicks=2)  # QScrollBar.setValue(float)
         window.require_alive("scrolling with the wheel")
-        scrolled = find_marker(screen.grab(), MARKER_C)
+        scrolled = screen.settled_marker(MARKER_C)
         assert scrolled.y < zoomed.y - 15, f"the wheel did not scroll down: {zoomed} -> {scrolled}"
 
         window.next_image()

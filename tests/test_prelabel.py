@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,8 @@ from helpers import make
 
 # Seed photos with clearly visible faces: the first ANNOTATED keep their people's files, the rest
 # come in unannotated, as scraped images do.
-ANNOTATED = ["106", "108", "114", "117", "119", "120", "123", "124", "130", "134", "135", "139"]
+ANNOTATED = ["106", "108", "114", "117", "119", "120", "123", "124", "130", "134", "135", "139",
+             "141", "147", "155", "157", "158", "159"]  # 12 faces with masks, 6 without
 UNANNOTATED = ["101", "110", "116", "118"]
 
 
@@ -56,6 +55,38 @@ def test_score_counts_one_to_one_matches_at_iou_half():
     assert (result["true_positives"], result["false_positives"], result["false_negatives"]) == (1, 2, 1)
     classed = calib.score([([("mask", (0, 0, 10, 10))], [("no_mask", (0, 0, 10, 10))])])
     assert classed["true_positives"] == 0  # right box, wrong class
+
+
+def test_face_class_is_learned_from_labelled_faces():
+    import numpy as np
+    from annotation import faceclass
+    rng = np.random.default_rng(0)
+    masked = [rng.normal(loc=[3, 0, 1], scale=1.0) for _ in range(30)]
+    bare = [rng.normal(loc=[-3, 0, 1], scale=1.0) for _ in range(30)]
+    classifier = faceclass.fit(masked + bare, ["mask"] * 30 + ["no_mask"] * 30)
+    assert classifier.predict(np.array([2.5, 0.3, 1.0]))[0] == "mask"
+    assert classifier.predict(np.array([-2.5, -0.3, 1.0]))[0] == "no_mask"
+    restored = faceclass.from_dict(json.loads(json.dumps(classifier.__dict__)))
+    assert restored.predict(np.array([2.5, 0.3, 1.0]))[0] == "mask"  # survives the JSON cache
+    assert faceclass.fit(masked, ["mask"] * 30) is None  # one class: nothing to tell apart
+    assert faceclass.fit(masked + bare[:3], ["mask"] * 30 + ["no_mask"] * 3) is None  # too few
+
+
+def test_face_features_see_a_mask_over_the_mouth():
+    import numpy as np
+    from annotation.facedetect import FaceBox, face_features, to_lab
+    skin = np.full((200, 200, 3), (224, 172, 140), np.uint8)
+    marks = {"left_eye": (80, 80), "right_eye": (120, 80), "nose": (100, 105),
+             "mouth_left": (85, 125), "mouth_right": (115, 125)}
+    face = FaceBox((60, 50, 140, 150), 0.99, marks)
+    masked = skin.copy()
+    masked[98:160, 60:140] = (120, 170, 220)  # a blue surgical mask from the nose down
+    bare_features, mask_features = face_features(to_lab(skin), face), face_features(to_lab(masked), face)
+    # patch 3 (mouth): its colour minus the forehead's; zero on bare skin, far from it under a mask
+    mouth_minus_forehead = slice(3 * 7 + 4, 3 * 7 + 7)
+    assert np.abs(bare_features[mouth_minus_forehead]).max() < 1
+    assert np.abs(mask_features[mouth_minus_forehead]).max() > 20
+    assert face_features(to_lab(skin), FaceBox((0, 0, 1, 1), 0.9, {})) is None
 
 
 def test_unknown_run_is_a_clear_error(tmp_path):
@@ -110,12 +141,14 @@ def test_prelabel_never_touches_a_file_a_person_saved(tmp_path, seed_voc, face_d
     for name in ("116.xml", "118.xml"):
         draft = voc.parse(dataset.annotations / name)
         assert draft.draft and draft.objects, name
-        assert {o.name for o in draft.objects} == {result.default_class}
+        assert {o.name for o in draft.objects} == {"mask"}  # as the person boxed it in seed-voc
         assert all(1 <= o.xmin < o.xmax <= draft.width and 1 <= o.ymin < o.ymax <= draft.height
                    for o in draft.objects)
-    # The calibration was learned from the people's files, stored, and makes boxes bigger.
+    # The calibration was learned from the people's files, stored, makes boxes bigger, and
+    # learned the class from the 18 labelled faces.
     stored = calib.load(dataset)
     assert stored.pairs >= calib.MIN_PAIRS and stored.scale_x > 1.1 and stored.scale_y > 1.1
+    assert stored.classifier["classes"] == ["mask", "noMask"]  # the class from the face's look
     report = json.loads((dataset.export / "prelabel.json").read_text())
     assert report["boxes"] == result.boxes and report["seconds_per_image"] > 0
 

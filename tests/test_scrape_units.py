@@ -127,3 +127,23 @@ def test_downloader_refuses_other_schemes_caps_bytes_and_retries_429():
         with pytest.raises(DownloadFailed, match="http-503"):
             downloader.fetch(gone)
         assert fake.hits["/gone.png"] == 3  # 1 + 2 retries, then it gives up
+
+
+def test_downloader_keeps_to_the_per_host_limit_and_sends_its_user_agent():
+    from concurrent.futures import ThreadPoolExecutor
+    body = encoded(Image.new("RGB", (100, 100), "green"), "PNG")
+    with FakeBing() as fake:
+        urls = [fake.add_route(f"/slow/{i}.png", body=body, delay=0.2) for i in range(8)]
+        downloader = Downloader(DownloadSettings(threads=8, per_host=2, user_agent="maskset-test/1.0"))
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(downloader.fetch, urls)) == [body] * 8
+        assert fake.max_active == 2
+        assert fake.agents == {"maskset-test/1.0": 8}
+
+
+def test_requests_engine_caps_the_pages_it_reads():
+    with FakeBing(page_size=2) as fake:
+        for index in range(20):
+            fake.add_result(f"http://127.0.0.1:9/{index}.jpg")
+        pages = list(bing.requests_pages(fake.base, "masks", {}, max_pages=3))
+    assert [len(page) for page in pages] == [2, 2, 2] and len(fake.queries) == 3

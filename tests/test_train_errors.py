@@ -35,3 +35,8 @@ def test_evaluate_and_detect_without_runs_say_to_train_first(tmp_path):
         result = make(target, data=tmp_path, RUNS=tmp_path / "runs", check=False, **extra)
         assert result.returncode == 2
         assert "no training runs yet" in result.stderr and "make train" in result.stderr
+
+
+def test_train_on_a_folder_that_is_no_dataset_says_how_to_make_one(tmp_path):
+    result = make("train", data=tmp_path / "nowhere", check=False)
+    assert result.returncode == 2 and "no dataset here" in result.stderr

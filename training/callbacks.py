@@ -4,10 +4,12 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sys
 import time
 from pathlib import Path
 
 from tensorflow import keras
+from tqdm import tqdm
 from keras_retinanet.callbacks import RedirectModel
 from keras_retinanet.callbacks.eval import Evaluate
 
@@ -109,10 +111,10 @@ class RunLog(keras.callbacks.Callback):
         plot_curves(self.rows, self.class_names, self.run_dir / runs.CURVES)
         aps = ", ".join(f"{c} {logs[f'AP_{c}']:.3f}" for c in self.class_names if f"AP_{c}" in logs)
         val = f"  val mAP {logs['mAP']:.4f} ({aps})" if "mAP" in logs else ""
-        print(f"epoch {epoch + 1}/{self.epochs}: loss {logs.get('loss', float('nan')):.4f} "
+        tqdm.write(f"epoch {epoch + 1}/{self.epochs}: loss {logs.get('loss', float('nan')):.4f} "
               f"(regression {logs.get('regression_loss', float('nan')):.4f}, classification "
               f"{logs.get('classification_loss', float('nan')):.4f}){val}  lr {logs.get('lr', 0):.2g}  "
-              f"[{logs.get('seconds', 0):.1f}s]", flush=True)
+              f"[{logs.get('seconds', 0):.1f}s]", file=sys.stdout)
 
 
 def plot_curves(rows: list[dict], class_names: list[str], path: Path) -> None:

@@ -172,13 +172,16 @@ def inputs_from(image: str | None, folder: str | None) -> list[Path]:
 
 
 def detect(run_dir: Path, image: str | None = None, folder: str | None = None, video: str | None = None,
-           score: float = DEFAULT_SCORE, out: Path | None = None) -> Path:
-    """The core: detections for IMAGE, DIR or VIDEO; returns the output folder."""
+           score: float = DEFAULT_SCORE, out: Path | None = None, model: InferenceModel | None = None) -> Path:
+    """The core: detections for IMAGE, DIR or VIDEO; returns the output folder.
+
+    `model`: an already loaded inference model of this run (loading one takes seconds).
+    """
     if sum(x is not None for x in (image, folder, video)) != 1:
         raise MasksetError("pass exactly one of IMAGE=<file>, DIR=<folder> or VIDEO=<file>.")
     if video and not Path(video).is_file():
         raise MasksetError(f"VIDEO={video}: no such file.")
-    model = load_inference_model(run_dir)
+    model = model or load_inference_model(run_dir)
     if out is None:  # a fresh folder per call: earlier results are never overwritten
         out = atomic.unique_path(Path(run_dir) / "detect" / time.strftime("%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,8 @@ def check_images(annotations_csv: Path) -> None:
 
 
 def config_from_dataset(data: Path, **settings) -> TrainConfig:
-    export = Path(data).resolve() / "export"
+    from dataset.layout import Dataset
+    export = Dataset.at(data).require().export
     train_csv, val_csv, classes_csv = export / "train.csv", export / "val.csv", export / "classes.csv"
     for path, how in ((classes_csv, "make export"), (train_csv, "make split")):
         if not path.is_file():
