@@ -24,7 +24,7 @@ CHUNK = 64 * 1024
 @dataclass
 class DownloadSettings:
     threads: int = 16             # downloads in flight at once
-    per_host: int = 8             # at most this many at once from one host (politeness)
+    per_host: int = 12            # at most this many at once from one host (politeness)
     connect_timeout: float = 5.0  # seconds to connect
     read_timeout: float = 10.0    # seconds of silence allowed while reading
     total_timeout: float = 30.0   # seconds for one image, all chunks together

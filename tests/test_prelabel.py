@@ -142,6 +142,10 @@ def test_prelabel_never_touches_a_file_a_person_saved(tmp_path, seed_voc, face_d
         draft = voc.parse(dataset.annotations / name)
         assert draft.draft and draft.objects, name
         assert {o.name for o in draft.objects} == {"mask"}  # as the person boxed it in seed-voc
+        person = voc.parse(seed_voc / "annotations" / name)
+        matched = calib.match([calib.voc_box(o) for o in draft.objects],
+                              [calib.voc_box(o) for o in person.objects], 0.5)
+        assert len(matched) == len(person.objects), (name, draft.objects, person.objects)
         assert all(1 <= o.xmin < o.xmax <= draft.width and 1 <= o.ymin < o.ymax <= draft.height
                    for o in draft.objects)
     # The calibration was learned from the people's files, stored, makes boxes bigger, and
