@@ -65,7 +65,8 @@ annotate: $(STAMP)
 	$(PY) -m annotation.annotate --data "$(DATA)" $(call flag,--all,$(ALL)) $(call opt,--prelabel,$(PRELABEL))
 
 prelabel: $(STAMP)
-	$(PY) -m annotation.prelabel --data "$(DATA)" $(call opt,--run,$(RUN)) $(call opt,--score,$(SCORE))
+	$(PY) -m annotation.prelabel --data "$(DATA)" $(call opt,--run,$(RUN)) $(call opt,--score,$(SCORE)) \
+	  $(call opt,--runs,$(RUNS)) $(call opt,--class,$(CLASS))
 
 validate: $(STAMP)
 	$(PY) -m dataset.validate --data "$(DATA)" $(call flag,--fix,$(FIX)) \
@@ -112,6 +113,7 @@ test: $(STAMP)
 
 bench-setup: $(STAMP)
 	@$(PY) -m pip install -q -r requirements-bench.txt
+	@$(PY) -m pip install -q --no-deps -r requirements-bench-nodeps.txt
 
 bench: bench-setup
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b $(BENCH_ARGS); done

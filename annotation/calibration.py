@@ -4,7 +4,8 @@ MTCNN boxes hug the eyes-nose-mouth; curators in labelImg usually take in the fo
 and some hair. The calibration is one offset and one scale per axis, relative to the detector's
 box:  centre += (offset_x * w, offset_y * h);  size *= (scale_x, scale_y).  It is learned from
 images people have already annotated (medians over matched detector/person box pairs, so a few
-odd boxes do not pull it) and kept in the dataset's .cache, since it is derived data.
+odd boxes do not pull it), together with the class model of faceclass.py (fitted to the same
+matched faces), and kept in the dataset's .cache, since it is derived data.
 
 Boxes here are 0-based pixel boxes (x1, y1, x2, y2), keras-retinanet's convention; labelImg's VOC
 numbers are 1-based (voc_box / draft_box convert).

@@ -1,8 +1,9 @@
 """The packaged face detector prelabel uses before any model has been trained: MTCNN.
 
 mtcnn 1.0.0 ships its weights inside the wheel and runs on the TensorFlow maskset already uses,
-so it needs no download. It finds faces, not masks: every box it returns is class-less, and its
-boxes are tighter than the ones people draw in labelImg (see calibration.py).
+so it needs no download. It finds faces, not masks: its boxes are class-less (face_features below
+measures what faceclass.py needs to pick the class) and tighter than the ones people draw in
+labelImg (see calibration.py).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ DEFAULT_MIN_SCORE = 0.9
 class FaceBox:
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in 0-based pixels of the original image
     score: float
-    landmarks: dict = None  # left_eye, right_eye, nose, mouth_left, mouth_right: (x, y), same pixels
+    landmarks: dict | None = None  # left_eye, right_eye, nose, mouth_left, mouth_right: (x, y), same pixels
 
 
 def load_rgb(image_path: Path | str) -> np.ndarray:

@@ -24,7 +24,9 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_bytes(path: Path | str, data: bytes) -> Path:
+def write_bytes(path: Path | str, data: bytes, exclusive: bool = False) -> Path:
+    """Write data to path atomically. exclusive=True never replaces an existing file, not even
+    one another program creates a moment before (the temp file is linked in, not renamed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -33,7 +35,13 @@ def write_bytes(path: Path | str, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            try:
+                os.link(tmp, path)  # fails with FileExistsError if path exists: never clobbers
+            finally:
+                os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -170,9 +170,10 @@ def to_xml(annotation: VocAnnotation) -> bytes:
 def write(annotation: VocAnnotation, xml_path: Path | str, overwrite: bool = False) -> Path:
     """Write atomically. Refuses to replace an existing file unless overwrite=True."""
     xml_path = Path(xml_path)
-    if xml_path.exists() and not overwrite:
-        raise MasksetError(f"{xml_path}: exists already; maskset never overwrites an annotation.")
-    return atomic.write_bytes(xml_path, to_xml(annotation))
+    try:
+        return atomic.write_bytes(xml_path, to_xml(annotation), exclusive=not overwrite)
+    except FileExistsError:
+        raise MasksetError(f"{xml_path}: exists already; maskset never overwrites an annotation.") from None
 
 
 def rewrite_location(xml_path: Path | str, folder: str, filename: str, image_path: str) -> bytes:

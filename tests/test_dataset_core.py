@@ -91,3 +91,14 @@ def test_check_system_names_the_missing_package(monkeypatch, capsys):
     assert check_system.main(["--require", "test"]) == 1
     err = capsys.readouterr().err
     assert "xdotool" in err and "apt-get install -y xdotool" in err
+
+
+def test_voc_write_never_replaces_an_existing_annotation(tmp_path):
+    from dataset import voc
+    from dataset.errors import MasksetError
+    person = tmp_path / "x.xml"
+    person.write_bytes(b"<annotation>saved by a person</annotation>")
+    with pytest.raises(MasksetError, match="never overwrites"):
+        voc.write(voc.VocAnnotation("x.jpg", 10, 10), person)
+    assert person.read_bytes() == b"<annotation>saved by a person</annotation>"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.xml"]  # no temp file left behind
