@@ -143,21 +143,27 @@ def disagreement(keeper: Member, other: Member) -> str | None:
     if classes_a != classes_b:
         def fmt(c):
             return ", ".join(f"{n} x{k}" for n, k in sorted(c.items())) or "no boxes"
-        return f"classes differ: {fmt(classes_a)} vs {fmt(classes_b)}"
+        return f"classes differ: {fmt(classes_a)} in {keeper.file}, {fmt(classes_b)} in {other.file}"
     size = (keeper.width, keeper.height) if keeper.width else keeper.ann_size or (1, 1)
     mine = _scaled_boxes(keeper, size)
     theirs = _scaled_boxes(other, size)
-    # Greedy best-IoU matching within each class.
-    for name in classes_a:
+    # Within each class, pair boxes best-IoU first; any box left without a good partner disagrees.
+    for name in sorted(classes_a):
         left = [b for n, b in mine if n == name]
         right = [b for n, b in theirs if n == name]
-        while left:
-            box = left.pop(0)
-            best = max(range(len(right)), key=lambda k: _iou(box, right[k]))
-            overlap = _iou(box, right.pop(best))
-            if overlap < MATCH_IOU:
-                return (f"{name} box {[round(v) for v in box]} has no match after scaling "
-                        f"(best IoU {overlap:.2f} < {MATCH_IOU})")
+        candidates = sorted(((_iou(x, y), i, j) for i, x in enumerate(left) for j, y in enumerate(right)),
+                            reverse=True)
+        paired_left, paired_right, best = set(), set(), {}
+        for overlap, i, j in candidates:
+            best.setdefault(i, overlap)
+            if i not in paired_left and j not in paired_right and overlap >= MATCH_IOU:
+                paired_left.add(i)
+                paired_right.add(j)
+        for i, box in enumerate(left):
+            if i not in paired_left:
+                return (f"{keeper.file}'s {name} box {[round(v) for v in box]} has no partner in "
+                        f"{other.file} scaled to the same size (best IoU {best.get(i, 0.0):.2f} "
+                        f"< {MATCH_IOU})")
     return None
 
 
@@ -378,7 +384,7 @@ def main(argv=None) -> int:
             return 1 if result.skipped else 0
         result = dedupe(dataset, args.threshold, args.dry_run, progress=not args.quiet)
     for conflict in result.plan.conflicts:
-        print(f"conflict: {conflict.duplicate} duplicates {conflict.keeper} but its boxes disagree: "
+        print(f"conflict: {conflict.duplicate} duplicates {conflict.keeper} but their labels disagree: "
               f"{conflict.why}")
     print(f"dedupe: {result.summary()}; {result.report['images_after']} images left "
           f"(threshold {args.threshold}, {result.report['seconds']:.1f}s)")

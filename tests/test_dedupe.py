@@ -229,3 +229,20 @@ def test_demo_step(sample_dataset, tmp_path):
     summary = demo_step_dedupe.run(ctx)
     assert summary == "3 groups, 6 files quarantined, 0 conflicts"
     assert ctx.notes["dedupe"]["quarantined"] == 6
+
+
+def test_disagreement_compares_boxes_at_one_scale():
+    from dataset.dedupe import Member, disagreement
+    from dataset.voc import VocObject
+
+    def member(name, size, boxes):
+        return Member(name, "sha", 0, width=size[0], height=size[1], annotation=f"annotations/{name}.xml",
+                      objects=[VocObject(c, *b) for c, b in boxes])
+
+    big = member("big", (800, 600), [("mask", (100, 100, 300, 300)), ("no_mask", (400, 100, 600, 300))])
+    half = member("half", (400, 300), [("no_mask", (201, 50, 299, 151)), ("mask", (50, 49, 151, 150))])
+    assert disagreement(big, half) is None  # same boxes at half size, other order
+    moved = member("moved", (400, 300), [("mask", (50, 50, 150, 150)), ("no_mask", (20, 160, 120, 260))])
+    assert "no_mask box [400, 100, 600, 300] has no partner in moved" in disagreement(big, moved)
+    relabelled = member("relabelled", (800, 600), [("mask", (100, 100, 300, 300)), ("mask", (400, 100, 600, 300))])
+    assert "classes differ" in disagreement(big, relabelled)
