@@ -23,10 +23,10 @@ STEPS = [
     ("scrape", "scraping.demo_step"),
     ("import", "dataset.demo_steps:import_sample"),
     ("dedupe", "dataset.demo_step_dedupe"),
+    ("prelabel", "annotation.demo_step"),
     ("validate", "dataset.demo_steps:validate_and_fix"),
     ("export", "dataset.demo_steps:export_csv"),
     ("split", "dataset.demo_steps:split_sets"),
-    ("prelabel", "annotation.demo_step"),
     ("train", "training.demo_step"),
     ("report", "dataset.demo_step_report"),
 ]
