@@ -22,11 +22,11 @@ help:
 	@echo "  stages (DATA=folder, default data):"
 	@echo "  scrape QUERY= LIMIT= [ENGINE=requests|selenium BING_URL= FILTERS= MIN_SIDE=]"
 	@echo "  import SRC=folder [IMAGES= ANNOTATIONS=]   dedupe [THRESHOLD= DRY_RUN=1]   restore"
-	@echo "  annotate [ALL=1]   prelabel [RUN= SCORE=]   validate [FIX=1 INCLUDE_DRAFTS=1]"
+	@echo "  annotate [ALL=1 PRELABEL=]   prelabel [RUN= SCORE= CLASS=]   validate [FIX=1 INCLUDE_DRAFTS=1]"
 	@echo "  export [SKIP_DIFFICULT=1 INCLUDE_DRAFTS=1]   split [VAL=0.2 SEED=0 THRESHOLD=]"
 	@echo "  train [EPOCHS STEPS BATCH BACKBONE WEIGHTS LR IMAGE_MIN_SIDE IMAGE_MAX_SIDE"
-	@echo "         FREEZE_BACKBONE RANDOM_TRANSFORM RESUME]   weights"
-	@echo "  evaluate [RUN=]   detect [RUN=] IMAGE=|DIR=|VIDEO= [SCORE=]   report"
+	@echo "         FREEZE_BACKBONE RANDOM_TRANSFORM RESUME TRAIN_SEED CONFIG RUNS]   weights"
+	@echo "  evaluate [RUN= IOU=]   detect [RUN=] IMAGE=|DIR=|VIDEO= [SCORE=]   report"
 
 # -- set-up -----------------------------------------------------------------------------------
 setup: $(STAMP)
@@ -86,11 +86,11 @@ train: $(STAMP)
 	  $(call opt,--lr,$(LR)) $(call opt,--image-min-side,$(IMAGE_MIN_SIDE)) \
 	  $(call opt,--image-max-side,$(IMAGE_MAX_SIDE)) $(call opt,--freeze-backbone,$(FREEZE_BACKBONE)) \
 	  $(call opt,--random-transform,$(RANDOM_TRANSFORM)) $(call opt,--resume,$(RESUME)) \
-	  $(call opt,--runs,$(RUNS))
+	  $(call opt,--runs,$(RUNS)) $(call opt,--seed,$(TRAIN_SEED)) $(call opt,--config,$(CONFIG))
 
 evaluate: $(STAMP)
 	$(PY) -m training.evaluate --data "$(DATA)" $(call opt,--run,$(RUN)) $(call opt,--score,$(SCORE)) \
-	  $(call opt,--runs,$(RUNS))
+	  $(call opt,--runs,$(RUNS)) $(call opt,--iou,$(IOU))
 
 detect: $(STAMP)
 	$(PY) -m training.detect --data "$(DATA)" $(call opt,--run,$(RUN)) $(call opt,--image,$(IMAGE)) \

@@ -8,7 +8,17 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's temp files are 0600
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -24,29 +34,46 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_bytes(path: Path | str, data: bytes, exclusive: bool = False) -> Path:
-    """Write data to path atomically. exclusive=True never replaces an existing file, not even
-    one another program creates a moment before (the temp file is linked in, not renamed)."""
+@contextmanager
+def writing(path: Path | str, exclusive: bool = False):
+    """Yield a temp path beside `path` to write to (by any library); on success it becomes `path`.
+
+    exclusive=True never replaces an existing file, not even one another program creates a
+    moment before (the temp file is linked in, not renamed). On error the temp file is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the temp name keeps the real extension: OpenCV, Pillow and Keras choose the format by it
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.fchmod(fd, _FILE_MODE)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield Path(tmp)
+        _fsync_file(tmp)
         if exclusive:
-            try:
-                os.link(tmp, path)  # fails with FileExistsError if path exists: never clobbers
-            finally:
-                os.unlink(tmp)
+            os.link(tmp, path)  # FileExistsError if path exists: never clobbers
+            os.unlink(tmp)
         else:
             os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
-    return path
+
+
+def _fsync_file(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: Path | str, data: bytes, exclusive: bool = False) -> Path:
+    """Write data to path atomically (see writing())."""
+    with writing(path, exclusive) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
 
 
 def write_text(path: Path | str, text: str) -> Path:

@@ -11,7 +11,6 @@ import csv
 import io
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from . import atomic
 from .cli import dataset_from, parser, run

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from annotation import launcher
-from annotation.annotate import (AnnotationState, annotation_states, explain_exit,
+from annotation.annotate import (annotation_states, explain_exit,
                                  images_to_annotate, keep_previous, session_summary)
 from dataset import voc
 from dataset.layout import Dataset

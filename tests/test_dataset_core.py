@@ -1,10 +1,8 @@
 """The dataset folder's primitives: lock, atomic writes, manifest."""
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 

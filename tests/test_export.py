@@ -2,7 +2,6 @@
 from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from dataset import voc
 from dataset.export import export

@@ -1,7 +1,6 @@
 """make import: seed-voc and rendered folders come in as copies with rewritten VOC files."""
 import shutil
 
-from lxml import etree
 
 from dataset import manifest, voc
 from dataset.importer import import_folder

@@ -70,7 +70,13 @@ def log_rows(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def test_run_folder_holds_config_log_curves_tensorboard_snapshots_and_inference_model(trained):
+def keep(artifacts: Path, path: Path) -> None:
+    """A copy for a person to look at in test-artifacts/train/."""
+    (artifacts / "train").mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, artifacts / "train" / path.name)
+
+
+def test_run_folder_holds_config_log_curves_tensorboard_snapshots_and_inference_model(trained, artifacts):
     dataset, _, run_dir, _ = trained
     config = json.loads((run_dir / "config.json").read_text())
     assert config["epochs"] == 6 and config["steps"] == 12 and config["batch"] == 4
@@ -80,6 +86,7 @@ def test_run_folder_holds_config_log_curves_tensorboard_snapshots_and_inference_
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     assert {"loss", "regression_loss", "classification_loss", "val_mAP", "AP_mask", "AP_no_mask", "lr"} <= set(rows[0])
     assert (run_dir / "curves.png").read_bytes()[:8] == PNG
+    keep(artifacts, run_dir / "curves.png")
     assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
     snapshots = sorted(p.name for p in (run_dir / "snapshots").iterdir() if p.suffix == ".h5")
     assert snapshots == ["best.h5", "last.h5"]  # not one per epoch
@@ -134,7 +141,7 @@ def test_learnability_trained_val_map_is_clearly_above_untrained(trained, evalua
     assert trained_map > before + 0.15  # seen: 0.0 untrained vs 0.35-0.6 trained
 
 
-def test_evaluate_writes_ap_per_class_json_table_and_pr_plot(trained, evaluated):
+def test_evaluate_writes_ap_per_class_json_table_and_pr_plot(trained, evaluated, artifacts):
     dataset, _, run_dir, _ = trained
     summary, result = evaluated
     assert summary["iou"] == 0.5 and summary["val_csv"] == str(dataset.export / "val.csv")
@@ -150,10 +157,11 @@ def test_evaluate_writes_ap_per_class_json_table_and_pr_plot(trained, evaluated)
     table = (run_dir / "evaluation.md").read_text()
     assert "| mask |" in table and "| no_mask |" in table and "mAP" in table
     assert (run_dir / "pr_curve.png").read_bytes()[:8] == PNG
+    keep(artifacts, run_dir / "pr_curve.png")
     assert "| **mAP** |" in result.stdout
 
 
-def test_detect_image_draws_boxes_and_writes_json(trained):
+def test_detect_image_draws_boxes_and_writes_json(trained, artifacts):
     import cv2
     dataset, runs_dir, run_dir, _ = trained
     image = dataset.export / next(csv.reader(open(dataset.export / "val.csv")))[0]
@@ -169,6 +177,7 @@ def test_detect_image_draws_boxes_and_writes_json(trained):
         assert 0 <= x1 < x2 <= 160 and 0 <= y1 < y2 <= 128
     drawn, original = cv2.imread(str(out / image.name)), cv2.imread(str(image))
     assert drawn.shape == original.shape and (drawn != original).any()
+    keep(artifacts, out / image.name)
 
 
 def test_detect_folder_and_video(trained, tmp_path):

@@ -1,6 +1,5 @@
 """make validate: every kind of problem is named with file and field; FIX=1 mends the safe ones."""
 import json
-import shutil
 
 import pytest
 from lxml import etree

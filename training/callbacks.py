@@ -125,7 +125,7 @@ def plot_curves(rows: list[dict], class_names: list[str], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     for key in LOSSES:
         left.plot(epochs, [r.get(key) for r in rows], marker="o", label=key)
-    left.set(xlabel="epoch", ylabel="loss", title="training loss")
+    left.set(xlabel="epoch", ylabel="loss (log scale)", title="training loss", yscale="log")
     left.legend(fontsize=8)
     if any(r.get("val_mAP") is not None for r in rows):
         right.plot(epochs, [r.get("val_mAP") for r in rows], marker="o", linewidth=2, label="val mAP")

@@ -34,7 +34,7 @@ class InferenceModel:
     run_dir: Path
 
     def preprocess(self, image_bgr):
-        from keras_retinanet.utils.image import preprocess_image, resize_image
+        from keras_retinanet.utils.image import resize_image
         from .model import backbone
         image, scale = resize_image(image_bgr, min_side=self.min_side, max_side=self.max_side)
         return backbone(self.backbone).preprocess_image(image.astype(np.float32)), scale
@@ -120,8 +120,6 @@ def detect_files(model: InferenceModel, images: list[Path], out: Path, score: fl
 
 def detect_video(model: InferenceModel, video: Path, out: Path, score: float) -> dict:
     """An annotated .mp4 copy plus the detections of every frame."""
-    import os
-    import tempfile
     import cv2
     from tqdm import tqdm
     capture = cv2.VideoCapture(str(video))
@@ -130,29 +128,25 @@ def detect_video(model: InferenceModel, video: Path, out: Path, score: float) ->
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     target = out / (video.stem + ".mp4")
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{target.stem}.", suffix=".mp4")
-    os.close(fd)
     writer, frames = None, []
     try:
-        with tqdm(total=total, desc="detecting", unit="frame") as bar:
+        with atomic.writing(target) as tmp, tqdm(total=total, desc="detecting", unit="frame") as bar:
             while True:
                 ok, frame = capture.read()
                 if not ok:
                     break
                 if writer is None:
-                    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps,
                                              (frame.shape[1], frame.shape[0]))
                 found = detect_array(model, frame, score=score)
                 writer.write(draw(frame, found, model.classes))
                 frames.append({"frame": len(frames), "time": round(len(frames) / fps, 3), "detections": found})
                 bar.update(1)
-        if writer is None:
-            raise MasksetError(f"{video}: no frames could be read.")
-        writer.release()
-        os.replace(tmp, target)
+            if writer is None:
+                raise MasksetError(f"{video}: no frames could be read.")
+            writer.release()
     finally:
         capture.release()
-        Path(tmp).unlink(missing_ok=True)
     return {str(video): {"output": target.name, "fps": fps, "frames": frames}}
 
 

@@ -7,11 +7,11 @@ is the LR used (tests read it back from the optimizer during the run).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter hides our output
 
+from dataset import atomic  # noqa: E402
 from dataset.errors import MasksetError  # noqa: E402
 
 
@@ -80,20 +80,9 @@ def optimizer_lr(model) -> float:
 
 def save_atomic(model, path: Path, include_optimizer: bool = True) -> Path:
     """model.save to a temp .h5 beside path, then rename: a crash never leaves half a snapshot."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".h5")
-    os.close(fd)
-    try:
-        model.save(tmp, include_optimizer=include_optimizer, save_format="h5")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a snapshot is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic.writing(path) as tmp:
+        model.save(str(tmp), include_optimizer=include_optimizer, save_format="h5")
+    return Path(path)
 
 
 def convert_and_save(model, path: Path) -> Path:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import random
-import shutil
 import sys
 from pathlib import Path
 
@@ -105,23 +104,25 @@ def transforms(random_transform: bool):
                                            hue_range=(-0.05, 0.05), saturation_range=(0.95, 1.05)))
 
 
-def generators(config: TrainConfig):
+def generators(config: TrainConfig, classes_csv: Path | None = None):
+    """Train and val generators; `classes_csv`: a run's own copy (RESUME keeps the run's classes)."""
     from .evaluate import csv_generator
+    classes_csv = classes_csv or config.classes_csv
     check_images(Path(config.train_csv))
     transform, visual = transforms(config.random_transform)
-    train = csv_generator(config.train_csv, config.classes_csv, config, batch_size=config.batch,
+    train = csv_generator(config.train_csv, classes_csv, config, batch_size=config.batch,
                           transform_generator=transform, visual_effect_generator=visual)
     val = None
     if config.val_csv:
         check_images(Path(config.val_csv))
-        val = csv_generator(config.val_csv, config.classes_csv, config, batch_size=1, shuffle_groups=False)
+        val = csv_generator(config.val_csv, classes_csv, config, batch_size=1, shuffle_groups=False)
     return train, val
 
 
 def train(config: TrainConfig, runs_dir: Path | str = "runs", resume: Path | None = None) -> Path:
     """Train (or continue) a run; returns its folder. The core that the CLI and the demo share."""
     from .model import quiet_tensorflow
-    tf = quiet_tensorflow()
+    quiet_tensorflow()
     from tensorflow import keras
     from tqdm.keras import TqdmCallback
     from . import callbacks as cb
@@ -146,7 +147,7 @@ def train(config: TrainConfig, runs_dir: Path | str = "runs", resume: Path | Non
             raise MasksetError(f"RESUME={resume}: already trained {state['last_epoch']} of {config.epochs} "
                                f"epochs. Pass EPOCHS= larger than {state['last_epoch']} to train on.")
         rows = [r for r in runs.read_log(run_dir) if r["epoch"] <= state["last_epoch"]]
-        train_gen, val_gen = generators(config)
+        train_gen, val_gen = generators(config, run_dir / runs.CLASSES)
     atomic.write_json(run_dir / runs.CONFIG, config.to_json())
     seed_everything(config.seed + len(rows))
     print(f"run {run_dir}\n  {config.backbone}, weights {config.weights_file or 'none (from scratch)'}, "

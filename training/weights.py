@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from dataset import atomic
@@ -81,21 +80,15 @@ def download(url: str, destination: Path, timeout: float = 30.0) -> None:
         if response.status_code != 200:
             raise MasksetError(f"{url}: HTTP {response.status_code}. Check WEIGHTS_URL= or try again later.")
         total = int(response.headers.get("content-length") or 0) or None
-        fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as out, tqdm(total=total, unit="B", unit_scale=True,
-                                                  desc=destination.name, file=sys.stderr) as bar:
+            with atomic.writing(destination) as tmp, open(tmp, "wb") as out, tqdm(
+                    total=total, unit="B", unit_scale=True, desc=destination.name, file=sys.stderr) as bar:
                 for block in response.iter_content(1 << 20):
                     out.write(block)
                     bar.update(len(block))
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, destination)
         except requests.RequestException as error:
             raise MasksetError(f"{url}: download broke off ({type(error).__name__}); run `make weights` "
                                f"again.") from None
-        finally:
-            Path(tmp).unlink(missing_ok=True)
 
 
 def fetch(url: str = URL, cache: Path | None = None, sha256: str | None = None,
