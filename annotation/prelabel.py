@@ -72,14 +72,10 @@ class PrelabelResult:
 
 # -- choosing what draws the boxes --------------------------------------------------------------
 def latest_run(runs_dir: Path) -> Path | None:
-    """The latest training run that has an inference model, or None."""
+    """The latest training run that has an inference model (a run still in its first epoch has
+    none yet), or None."""
     from training import runs
-    found = runs.latest_run(runs_dir)
-    if found is None or (Path(found) / runs.INFERENCE).is_file():
-        return found and Path(found)
-    # the latest run is still training (no inference model yet): take the newest finished one
-    finished = [p for p in Path(runs_dir).iterdir() if runs.is_run(p) and (p / runs.INFERENCE).is_file()]
-    return max(finished, key=lambda p: ((p / runs.CONFIG).stat().st_mtime, p.name)) if finished else None
+    return runs.latest_run(runs_dir, need=runs.INFERENCE)
 
 
 def resolve_source(run: str | Path | None, runs_dir: Path | str = "runs") -> str | Path:

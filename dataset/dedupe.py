@@ -18,6 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from . import atomic, grouping, manifest, voc
+from .boxes import iou, match
 from .cli import dataset_from, parser, run
 from .errors import MasksetError
 from .layout import Dataset
@@ -126,14 +127,6 @@ def _scaled_boxes(member: Member, to_size: tuple[int, int]):
     return [(o.name, (o.xmin * sx, o.ymin * sy, o.xmax * sx, o.ymax * sy)) for o in member.objects]
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def disagreement(keeper: Member, other: Member) -> str | None:
     """Why two annotated copies of one picture disagree, or None if they agree."""
     if keeper.objects is None or other.objects is None:
@@ -151,18 +144,12 @@ def disagreement(keeper: Member, other: Member) -> str | None:
     for name in sorted(classes_a):
         left = [b for n, b in mine if n == name]
         right = [b for n, b in theirs if n == name]
-        candidates = sorted(((_iou(x, y), i, j) for i, x in enumerate(left) for j, y in enumerate(right)),
-                            reverse=True)
-        paired_left, paired_right, best = set(), set(), {}
-        for overlap, i, j in candidates:
-            best.setdefault(i, overlap)
-            if i not in paired_left and j not in paired_right and overlap >= MATCH_IOU:
-                paired_left.add(i)
-                paired_right.add(j)
+        paired_left = {i for i, _, _ in match(left, right, MATCH_IOU)}
         for i, box in enumerate(left):
             if i not in paired_left:
+                best = max((iou(box, y) for y in right), default=0.0)
                 return (f"{keeper.file}'s {name} box {[round(v) for v in box]} has no partner in "
-                        f"{other.file} scaled to the same size (best IoU {best.get(i, 0.0):.2f} "
+                        f"{other.file} scaled to the same size (best IoU {best:.2f} "
                         f"< {MATCH_IOU})")
     return None
 

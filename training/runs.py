@@ -40,12 +40,13 @@ def is_run(path: Path) -> bool:
     return (Path(path) / CONFIG).is_file()
 
 
-def latest_run(runs_dir: Path | str) -> Path | None:
-    """The most recently started run in runs_dir (by its config's time), or None."""
+def latest_run(runs_dir: Path | str, need: str | None = None) -> Path | None:
+    """The most recently started run in runs_dir (by its config's time), or None.
+    `need`: only runs holding that file (e.g. INFERENCE: runs that finished an epoch)."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return None
-    runs = [p for p in runs_dir.iterdir() if p.is_dir() and is_run(p)]
+    runs = [p for p in runs_dir.iterdir() if p.is_dir() and is_run(p) and (need is None or (p / need).exists())]
     if not runs:
         return None
     return max(runs, key=lambda p: ((p / CONFIG).stat().st_mtime, p.name))

@@ -8,12 +8,12 @@ download), its sha256 matches.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from pathlib import Path
 
 from dataset import atomic
+from dataset.manifest import sha256_file
 from dataset.errors import MasksetError
 
 URL = "https://github.com/fizyr/keras-retinanet/releases/download/0.5.1/resnet50_coco_best_v2.1.0.h5"
@@ -36,14 +36,6 @@ def cached_file(cache: Path | None = None) -> Path | None:
     return path if path.is_file() else None
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_file(path: Path, sha256: str | None, size_range=SIZE_RANGE) -> str:
     """Raise MasksetError naming what is wrong with a weights file; returns its sha256."""
     size = path.stat().st_size
@@ -59,7 +51,7 @@ def check_file(path: Path, sha256: str | None, size_range=SIZE_RANGE) -> str:
     missing = [n for n in EXPECTED_LAYERS if n not in names]
     if missing:
         raise MasksetError(f"{path}: HDF5 but without RetinaNet layers {missing}: not {FILENAME}.")
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     if sha256 and digest.lower() != sha256.lower():
         raise MasksetError(f"{path}: sha256 {digest} does not match the expected {sha256}. "
                            f"The file is corrupt or not the published weights; delete it and retry.")
@@ -123,7 +115,7 @@ def main(argv=None) -> int:
     p.add_argument("--sha256", help="the sha256 the file must have")
     args = p.parse_args(argv)
     path = fetch(args.url, Path(args.cache) if args.cache else None, args.sha256)
-    print(f"{path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {sha256_of(path)}): "
+    print(f"{path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {sha256_file(path)}): "
           f"`make train` uses it by default (WEIGHTS=auto or coco).")
     return 0
 
