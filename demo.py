@@ -17,6 +17,8 @@ from pathlib import Path
 from dataset.errors import MasksetError
 from dataset.layout import Dataset
 
+MARKER = ".maskset-demo"  # the demo only ever deletes a folder holding this file
+
 # Pipeline order. Each entry is "module" (its run(ctx)) or "module:function", returning a summary.
 STEPS = [
     ("sample", "dataset.demo_steps:sample"),
@@ -43,9 +45,14 @@ class DemoContext:
 
 def run_demo(work: Path, quick: bool = False, fresh: bool = True, steps=None) -> list[tuple[str, str, float]]:
     work = Path(work).resolve()
-    if fresh and work.exists():
-        shutil.rmtree(work)  # only ever the demo's own folder
+    if fresh and work.exists() and any(work.iterdir()):
+        if not (work / MARKER).exists():
+            raise MasksetError(
+                f"{work}: exists and was not made by `make demo` (no {MARKER} in it); the demo replaces "
+                f"its folder on every run, so it will not touch this one. Pass DEMO_DATA=<a new folder>.")
+        shutil.rmtree(work)  # only ever a folder the demo made (it holds the marker)
     work.mkdir(parents=True, exist_ok=True)
+    (work / MARKER).write_text("made by `make demo`; replaced on every run\n")
     ctx = DemoContext(work=work, data=Dataset.at(work / "data"), runs=work / "runs", quick=quick)
     results = []
     for name, module_name in steps or STEPS:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -34,6 +35,28 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+# writing()'s temp files: ".<stem>.<8 random chars>.tmp<suffix>" beside the target. The real
+# extension stays last because OpenCV, Pillow and Keras choose the format by it.
+_TEMP_NAME = re.compile(r"^\.(?P<stem>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>(\.[^.]+)?)$")
+
+
+def new_temp(path: Path | str) -> Path:
+    """An empty temp file beside path, named so that temp_target() recognises it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.fchmod(fd, _FILE_MODE)
+    os.close(fd)
+    return Path(tmp)
+
+
+def temp_target(name: str) -> str | None:
+    """The file name a leftover temp file (a writer killed mid-write) was meant to become, or
+    None if `name` is not one of ours."""
+    match = _TEMP_NAME.match(name)
+    return match["stem"] + match["suffix"] if match else None
+
+
 @contextmanager
 def writing(path: Path | str, exclusive: bool = False):
     """Yield a temp path beside `path` to write to (by any library); on success it becomes `path`.
@@ -42,13 +65,9 @@ def writing(path: Path | str, exclusive: bool = False):
     moment before (the temp file is linked in, not renamed). On error the temp file is removed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # the temp name keeps the real extension: OpenCV, Pillow and Keras choose the format by it
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.fchmod(fd, _FILE_MODE)
-    os.close(fd)
+    tmp = new_temp(path)
     try:
-        yield Path(tmp)
+        yield tmp
         _fsync_file(tmp)
         if exclusive:
             os.link(tmp, path)  # FileExistsError if path exists: never clobbers

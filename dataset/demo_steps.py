@@ -8,7 +8,7 @@ from .export import export
 from .importer import import_folder
 from .sample import make_sample
 from .split import make_split
-from .validate import apply_fixes, print_report, validate
+from .validate import fix, print_report, validate
 
 
 def sample(ctx) -> str:
@@ -48,10 +48,10 @@ def validate_and_fix(ctx) -> str:
     report = validate(ctx.data)
     print_report(report)
     found = len(report.errors)
-    if any(f.fixable for f in report.findings):
-        for line in apply_fixes(ctx.data, report):
-            print(f"fixed: {line}")
-        report = validate(ctx.data, progress=False)
+    done, report = fix(ctx.data, report)
+    for line in done:
+        print(f"fixed: {line}")
+    if done:
         print_report(report)
     return f"{found} errors found, {found - len(report.errors)} fixed (originals in quarantine/fixed/); " \
            f"{len(report.annotated)} annotated, {len(report.pending)} pending"

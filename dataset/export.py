@@ -45,7 +45,10 @@ def to_csv_box(xmin: float, ymin: float, xmax: float, ymax: float, width: int, h
     """VOC 1-based inclusive pixels -> keras-retinanet 0-based integers, inside the image."""
     def convert(value: float, limit: int) -> int:
         return min(max(int(round(value)) - 1, 0), limit - 1)
-    return convert(xmin, width), convert(ymin, height), convert(xmax, width), convert(ymax, height)
+    x1, y1, x2, y2 = convert(xmin, width), convert(ymin, height), convert(xmax, width), convert(ymax, height)
+    # a box at the very edge written 0-based by another tool (xmin 0, xmax 1) would collapse to
+    # x1 == x2, which keras-retinanet rejects: keep it one pixel wide
+    return x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)
 
 
 def annotation_rows(dataset: Dataset, report: Report, skip_difficult: bool = False):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-EXIF_ORIENTATION = 0x0112
+from .exif import ORIENTATION_TAG
 
 
 @dataclass
@@ -27,7 +27,7 @@ def inspect(path: Path | str, decode: bool = True) -> ImageInfo:
     try:
         with Image.open(path) as image:
             info = ImageInfo(image.width, image.height, image.format or "",
-                             int(image.getexif().get(EXIF_ORIENTATION, 1) or 1))
+                             int(image.getexif().get(ORIENTATION_TAG, 1) or 1))
             if decode:
                 if image.format == "JPEG":
                     image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))

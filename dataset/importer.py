@@ -85,7 +85,7 @@ def pair_files(images: Path, annotations: Path):
     used = set()
     for image in image_files:
         xml = by_stem.get(image.stem)
-        if xml is not None:
+        if xml is not None and xml not in used:  # x.jpg and x.png: the first takes x.xml
             paired[image] = xml
             used.add(xml)
     orphans = []
@@ -99,6 +99,15 @@ def pair_files(images: Path, annotations: Path):
         else:
             orphans.append(xml)
     return [(image, paired.get(image)) for image in image_files], orphans
+
+
+def _free_name(path: Path, taken_stems: set[str]) -> Path:
+    """path, or path with -1, -2 ... before the suffix, whose stem no other image uses."""
+    candidate, n = path, 0
+    while candidate.stem in taken_stems or candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
 
 
 def _safe_name(name: str) -> str:
@@ -116,7 +125,9 @@ def import_folder(dataset: Dataset, src: Path | str, images: Path | str | None =
     result = ImportResult()
     records = manifest.read_records(dataset)
     imported = {(r.get("source_path"), r.get("sha256")) for r in records if r.get("event") == manifest.ADDED}
-    taken = {p.name for p in dataset.image_files()} | {r["file"] for r in records}
+    # image stems, not names: labelImg pairs x.jpg and x.png with the same x.xml; a quarantined
+    # image keeps its stem reserved too
+    taken = {Path(name).stem for name in [p.name for p in dataset.image_files()] + [r["file"] for r in records]}
     pairs, result.orphan_xml = pair_files(image_dir, xml_dir)
     result.orphan_xml = [str(p) for p in result.orphan_xml]
     classes_seen: list[str] = []
@@ -131,10 +142,8 @@ def import_folder(dataset: Dataset, src: Path | str, images: Path | str | None =
         except NotAnImage as why:
             result.rejected.append((str(image), f"not a readable image: {why}"))
             continue
-        target = atomic.unique_path(dataset.images / _safe_name(image.name))
-        while target.name in taken:  # a quarantined file keeps its name reserved
-            target = atomic.unique_path(target.with_name(f"{target.stem}-i{target.suffix}"))
-        taken.add(target.name)
+        target = _free_name(dataset.images / _safe_name(image.name), taken)
+        taken.add(target.stem)
         atomic.copy_file(image, target)
         record = {"file": target.name, "event": manifest.ADDED, "sha256": sha, "width": info.width,
                   "height": info.height, "origin": "import", "source_path": str(image)}

@@ -64,8 +64,9 @@ class Report:
     def summary_line(self) -> str:
         s = self.summary()
         per_class = ", ".join(f"{k} {v}" for k, v in s["boxes_per_class"].items()) or "none"
+        drafts = f" ({s['drafts']} of them drafts)" if s["drafts"] else ""
         return (f"validate: {s['images']} images, {s['annotated']} annotated ({s['boxes']} boxes: "
-                f"{per_class}), {s['pending']} pending, {s['drafts']} drafts; "
+                f"{per_class}), {s['pending']} pending{drafts}; "
                 f"{s['errors']} errors, {s['warnings']} warnings")
 
 
@@ -142,10 +143,11 @@ def _check_one(dataset: Dataset, xml: Path, images_by_stem: dict, classes: list[
             f"cannot be decoded ({why}). Replace it with a readable JPEG/PNG, or quarantine it.")], False
     if info.orientation not in (0, 1):
         findings.append(Finding(f"images/{image.name}", "EXIF Orientation", "exif-orientation",
-                                f"is {info.orientation}: labelImg shows the unrotated pixels, but OpenCV "
-                                f"(training) rotates the picture, so the boxes would land elsewhere. FIX=1 "
-                                f"clears the tag (losslessly) so every tool sees what labelImg showed.",
-                                fixable=True))
+                                f"is {info.orientation}: labelImg and keras-retinanet use the stored pixels, "
+                                f"but tools that honour EXIF (OpenCV's imread, browsers, phones) turn the "
+                                f"picture, so there the boxes land elsewhere. FIX=1 clears the tag "
+                                f"(losslessly) so every tool sees what labelImg showed.",
+                                WARNING, fixable=True))
     for tag, value, real in (("width", ann.width, info.width), ("height", ann.height, info.height)):
         if value is None:
             findings.append(Finding(rel, f"<size><{tag}>", "missing-field",
@@ -218,6 +220,14 @@ def apply_fixes(dataset: Dataset, report: Report) -> list[str]:
     return done
 
 
+def fix(dataset: Dataset, report: Report, include_drafts: bool = False) -> tuple[list[str], Report]:
+    """Apply the report's safe fixes, then validate again: (what was done, the new report)."""
+    if not any(f.fixable for f in report.findings):
+        return [], report
+    done = apply_fixes(dataset, report)
+    return done, validate(dataset, include_drafts=include_drafts, progress=False)
+
+
 def _fixed_xml(xml: Path, width: int, height: int) -> bytes:
     """The VOC file with the real <size>, boxes clamped to it and exact duplicate boxes dropped."""
     root = etree.parse(str(xml), voc._PARSER).getroot()
@@ -239,7 +249,7 @@ def _fixed_xml(xml: Path, width: int, height: int) -> bytes:
             clamped = min(max(value, 0), limit)
             if clamped != value:
                 node.text = str(int(round(clamped)))
-            key.append(node.text)
+            key.append(clamped)  # by value, as the check compares them: 210 and 210.0 are one box
         if tuple(key) in seen:
             root.remove(obj)
         seen.add(tuple(key))
@@ -263,13 +273,9 @@ def main(argv=None) -> int:
     with dataset.lock("validate"):
         report = validate(dataset, include_drafts=args.include_drafts)
         if args.fix:
-            fixable = [f for f in report.findings if f.fixable]
-            if fixable:
-                for line in apply_fixes(dataset, report):
-                    print(f"fixed: {line}")
-                report = validate(dataset, include_drafts=args.include_drafts, progress=False)
-            else:
-                print("fix: nothing to fix")
+            done, report = fix(dataset, report, args.include_drafts)
+            for line in done or ["nothing to fix"]:
+                print(f"fixed: {line}")
     print_report(report)
     if report.errors:
         fixable = sum(f.fixable for f in report.errors)

@@ -135,9 +135,6 @@ def parse(xml_path: Path | str) -> VocAnnotation:
     )
 
 
-
-
-
 def to_xml(annotation: VocAnnotation) -> bytes:
     """labelImg's own layout (PascalVocWriter), so labelImg reopens it for editing."""
     root = etree.Element("annotation")

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
+from dataset.exif import ORIENTATION_TAG
+
 DEFAULT_MIN_SIDE = 64
 DEFAULT_MAX_PIXELS = 40_000_000  # a 40 MP photo is fine; a 1 GB pixel buffer from 50 KB is a bomb
 KEEP_AS_IS = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp"}
 PLAIN_MODES = {"RGB", "L"}
 LOSSY = {"JPEG", "WEBP", "MPO"}
-ORIENTATION = 0x0112
 
 
 class Rejected(Exception):
@@ -97,7 +98,7 @@ def _why_convert(image: Image.Image, source_format: str) -> list[str]:
         reasons.append("animated: first frame")
     if image.mode not in PLAIN_MODES:
         reasons.append(f"mode {image.mode}")
-    if image.getexif().get(ORIENTATION, 1) not in (0, 1):
+    if image.getexif().get(ORIENTATION_TAG, 1) not in (0, 1):
         reasons.append("EXIF orientation baked in")
     return reasons
 
@@ -105,7 +106,7 @@ def _why_convert(image: Image.Image, source_format: str) -> list[str]:
 def _plain(image: Image.Image) -> Image.Image:
     """First frame, EXIF rotation applied, 8-bit RGB (alpha flattened onto white) or L."""
     image.seek(0)
-    image = ImageOps.exif_transpose(image) if image.getexif().get(ORIENTATION, 1) not in (0, 1) else image
+    image = ImageOps.exif_transpose(image) if image.getexif().get(ORIENTATION_TAG, 1) not in (0, 1) else image
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "I;16N"):
         # 16-bit grey: scale to 8 bits instead of clipping at 255
         image = image.point(lambda v: v / 256).convert("L")

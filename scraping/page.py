@@ -3,15 +3,22 @@ title, source page and image URL) and every URL turned away, with its reason."""
 from __future__ import annotations
 
 import html
-import json
 
 from dataset import atomic, manifest
 from dataset.layout import Dataset
+
+from .store import read_log
 
 STYLE = """body{font:14px sans-serif;margin:20px} .grid{display:flex;flex-wrap:wrap;gap:10px}
 figure{margin:0;width:180px} figure img{width:180px;height:135px;object-fit:contain;background:#eee}
 figcaption{font-size:11px;overflow-wrap:anywhere} table{border-collapse:collapse;font-size:12px}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:left} td.url{overflow-wrap:anywhere;max-width:700px}"""
+
+
+def link(url: str | None) -> str:
+    """An href for a URL from a result page: http(s) only, so a `javascript:` one stays inert."""
+    url = url or ""
+    return html.escape(url) if url.lower().startswith(("http://", "https://")) else ""
 
 
 def write_page(dataset: Dataset, summary) -> None:
@@ -22,16 +29,10 @@ def write_page(dataset: Dataset, summary) -> None:
         f'<figure><a href="../images/{e(r["file"])}"><img loading="lazy" src="../images/{e(r["file"])}"></a>'
         f'<figcaption>#{r.get("rank")} {e(r.get("title", ""))}<br>{r.get("width")}x{r.get("height")}'
         f'{" · converted: " + e(r["converted"]) if r.get("converted") else ""}<br>'
-        f'<a href="{e(r.get("purl", ""))}">page</a> · <a href="{e(r.get("murl", ""))}">image</a></figcaption></figure>'
+        f'<a href="{link(r.get("purl"))}">page</a> · <a href="{link(r.get("murl"))}">image</a></figcaption></figure>'
         for r in records)
-    log = []
-    if (dataset.export / "scrape-log.jsonl").exists():
-        for line in (dataset.export / "scrape-log.jsonl").read_text(encoding="utf-8").splitlines():
-            try:
-                log.append(json.loads(line))
-            except ValueError:
-                continue
-    turned_away = [entry for entry in log if entry.get("query") == summary.query][-500:]
+    turned_away = [entry for entry in read_log(dataset.export / "scrape-log.jsonl")
+                   if entry.get("query") == summary.query][-500:]
     rows = "".join(f'<tr><td>{e(x.get("reason", ""))}</td><td>{x.get("rank", "")}</td>'
                    f'<td class="url">{e(x.get("url", ""))}</td><td>{e(x.get("detail", ""))}</td></tr>'
                    for x in turned_away)

@@ -13,13 +13,26 @@ import hashlib
 import json
 import re
 import threading
+from pathlib import Path
 
 from dataset import atomic, manifest
 from dataset.layout import Dataset
 
 NAME = re.compile(r"^[0-9a-f]{16}\.(jpg|png|bmp)$")
-OUR_TEMP = re.compile(r"^\.[0-9a-f]{16}\.(jpg|png|bmp)\..*\.tmp$")
 TRANSIENT = {"timeout", "connection", "request-error"}  # worth trying again next run
+
+
+def read_log(path: Path) -> list[dict]:
+    """The rejection log (export/scrape-log.jsonl), one JSON object a line."""
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue  # a torn last line from a kill: harmless here
+    return entries
 
 
 def is_transient(reason: str) -> bool:
@@ -41,7 +54,7 @@ class Store:
         self.murls = {r["murl"] for r in records if r.get("event") == manifest.ADDED and r.get("murl")}
         self.files = {r["file"] for r in records}
         self.records = records
-        self.skip_murls = {entry["url"]: entry["reason"] for entry in self._log_entries()
+        self.skip_murls = {entry["url"]: entry["reason"] for entry in read_log(self.log_path)
                            if not is_transient(entry.get("reason", ""))}
 
     # -- what is known -------------------------------------------------------------------------
@@ -51,17 +64,6 @@ class Store:
         return sum(1 for r in current.values()
                    if r.get("origin") == "scrape" and r.get("query") == query
                    and r.get("event") != manifest.QUARANTINED)
-
-    def _log_entries(self):
-        if not self.log_path.exists():
-            return []
-        entries = []
-        for line in self.log_path.read_text(encoding="utf-8").splitlines():
-            try:
-                entries.append(json.loads(line))
-            except ValueError:
-                continue  # a torn last line from a kill: harmless here
-        return entries
 
     # -- after a crash -------------------------------------------------------------------------
     def recover(self) -> int:
@@ -81,7 +83,7 @@ class Store:
             atomic.write_text(self.pending_path, "")
         if self.dataset.images.is_dir():
             for temp in self.dataset.images.iterdir():
-                if OUR_TEMP.match(temp.name):
+                if NAME.match(atomic.temp_target(temp.name) or ""):
                     temp.unlink()  # a half-written image of ours: never a user's file
         return recovered
 
@@ -166,7 +168,7 @@ def inconsistencies(dataset: Dataset) -> list[str]:
         seen_sha[sha] = name
     all_files = {r["file"] for r in manifest.read_records(dataset)}
     for path in sorted(dataset.images.iterdir()) if dataset.images.is_dir() else []:
-        if OUR_TEMP.match(path.name) or path.name.endswith(".tmp"):
+        if atomic.temp_target(path.name) is not None:
             problems.append(f"{path.name}: temp file left behind")
         elif NAME.match(path.name) and path.name not in all_files:
             problems.append(f"{path.name}: in images/ but not in the manifest")

@@ -36,3 +36,12 @@ def test_make_demo_runs_every_stage_and_summarises_it(tmp_path):
     assert len(runs) == 1 and (runs[0] / "inference.h5").exists() and (runs[0] / "evaluation.json").exists()
     assert (dataset.export / "report.html").exists()
     assert str(dataset.export / "report.html") in lines["report"]
+
+
+def test_demo_refuses_to_replace_a_folder_it_did_not_make(tmp_path):
+    mine = tmp_path / "data"
+    (mine / "images").mkdir(parents=True)
+    (mine / "images" / "precious.jpg").write_bytes(b"a curator's photo")
+    result = make("demo", "QUICK=1", f"DEMO_DATA={mine}", check=False)
+    assert result.returncode != 0 and "was not made by `make demo`" in result.stderr
+    assert (mine / "images" / "precious.jpg").read_bytes() == b"a curator's photo"

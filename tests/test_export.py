@@ -87,3 +87,14 @@ def test_drafts_are_pending_unless_included(sample_dataset):
     assert "scene_0005.jpg" not in (sample_dataset.export / "annotations.csv").read_text()
     make("export", "INCLUDE_DRAFTS=1", data=sample_dataset.root)
     assert "scene_0005.jpg" in (sample_dataset.export / "annotations.csv").read_text()
+
+
+def test_a_box_at_the_edge_written_zero_based_stays_a_box(sample_dataset):
+    ann = voc.parse(sample_dataset.annotations / "scene_0007.xml")
+    ann.objects[0].xmin, ann.objects[0].xmax = 0, 1  # another tool's 0-based VOC, one pixel wide
+    voc.write(ann, sample_dataset.annotations / "scene_0007.xml", overwrite=True)
+    export(sample_dataset, progress=False)
+    generator = _generator(sample_dataset)  # raises on any x2 <= x1
+    index = [Path(generator.image_path(i)).name for i in range(generator.size())].index("scene_0007.jpg")
+    boxes = generator.load_annotations(index)["bboxes"]
+    assert any(b[0] == 0 and b[2] == 1 for b in boxes)

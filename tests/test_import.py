@@ -67,3 +67,21 @@ def test_separate_folders_and_xml_matched_by_filename(tmp_path, sample_src):
 def test_import_without_src_says_how(tmp_path):
     result = make("import", data=tmp_path / "data", check=False)
     assert result.returncode == 2 and "SRC=" in result.stderr
+
+
+def test_an_image_sharing_a_stem_gets_its_own_name_and_annotation(tmp_path, sample_src):
+    dataset = Dataset.at(tmp_path / "data")
+    import_folder(dataset, sample_src, progress=False)
+    existing = (dataset.annotations / "scene_0000.xml").read_bytes()
+    other = tmp_path / "other"
+    other.mkdir()
+    from PIL import Image
+    Image.open(sample_src / "scene_0001.jpg").save(other / "scene_0000.png")  # same stem, other picture
+    shutil.copy(sample_src / "scene_0001.xml", other / "scene_0000.xml")
+    result = import_folder(dataset, other, progress=False)
+    assert result.images_added == 1 and result.annotations_added == 1 and not result.annotations_kept
+    assert (dataset.images / "scene_0000-1.png").exists()
+    assert (dataset.annotations / "scene_0000.xml").read_bytes() == existing  # untouched
+    moved = voc.parse(dataset.annotations / "scene_0000-1.xml")
+    assert moved.filename == "scene_0000-1.png"
+    assert [o.box for o in moved.objects] == [o.box for o in voc.parse(sample_src / "scene_0001.xml").objects]

@@ -10,7 +10,7 @@ import time
 
 from PIL import Image
 
-from dataset import manifest
+from dataset import atomic, manifest
 from dataset.layout import Dataset
 from dataset.sample import jpeg_bytes
 from scraping.fakebing import FakeBing
@@ -89,7 +89,7 @@ def test_kill_9_and_ctrl_c_mid_run_lose_nothing_and_the_same_command_continues(t
     assert len(records) == COUNT == len(dataset.image_files())
     assert len({r["murl"] for r in records}) == COUNT and len({r["sha256"] for r in records}) == COUNT
     assert not list(dataset.images.glob(".*"))
-    assert not list(dataset.root.rglob("*.tmp"))
+    assert not [p for p in dataset.root.rglob("*") if atomic.temp_target(p.name)]
 
 
 def test_a_death_between_writing_an_image_and_recording_it_is_repaired_by_the_next_run(tmp_path):
@@ -106,7 +106,7 @@ def test_a_death_between_writing_an_image_and_recording_it_is_repaired_by_the_ne
         store.save(data, ".jpg", {"murl": "http://127.0.0.1:9/x.jpg", "query": "q"})
     except SystemExit:
         pass
-    stray_temp = dataset.images / ".0123456789abcdef.jpg.k2j3.tmp"
+    stray_temp = atomic.new_temp(dataset.images / "0123456789abcdef.jpg")  # as a kill -9 leaves it
     stray_temp.write_bytes(data[:10])
     users_file = dataset.images / ".my-notes.tmp"  # not ours: left alone
     users_file.write_text("mine")

@@ -63,7 +63,7 @@ def resolve_run(runs_dir: Path | str, run: str | None, need: str | None = None) 
             raise MasksetError(f"RUN={run}: not a training run (no {CONFIG} in {path.resolve()}). "
                                f"Pass a folder under {runs_dir}/ made by `make train`.")
     else:
-        path = latest_run(runs_dir)
+        path = latest_run(runs_dir, need=need)  # skip a run still in its first epoch
         if path is None:
             raise MasksetError(f"{runs_dir.resolve()}: no training runs yet. Run `make train` first "
                                f"(or pass RUN=runs/<id> / RUNS=<folder>).")
