@@ -9,8 +9,8 @@ version of every annotation changed in a session is kept under quarantine/annota
 A draft (`maskset-draft` attribute, from `make prelabel`) becomes a reviewed annotation when a
 person saves it: labelImg writes the file afresh, without the attribute.
 
-The pure core: `images_to_annotate`, `annotation_states`, `session_summary`, `keep_previous`;
-`annotate` runs one session; `main` is the CLI.
+The pure core: `images_to_annotate`, `annotation_states`, `session_summary`, `keep_previous`,
+`drop_unchanged`; `annotate` runs one session; `main` is the CLI.
 """
 from __future__ import annotations
 
@@ -156,16 +156,33 @@ def session_summary(before: dict[str, AnnotationState], after: dict[str, Annotat
     return summary
 
 
-def keep_previous(dataset: Dataset, before: dict[str, AnnotationState],
-                  after: dict[str, AnnotationState], stamp: str) -> Path | None:
-    """Copy the pre-session version of every existing annotation the session changed."""
+def keep_previous(dataset: Dataset, before: dict[str, AnnotationState], images, stamp: str) -> Path:
+    """Before labelImg opens: copy the existing annotation of every image it will open, so even a
+    session that is killed mid-way leaves the previous versions (drop_unchanged tidies up)."""
     folder = dataset.quarantine / HISTORY / stamp
+    for image in images:
+        old = before.get(Path(image).name)
+        if old is not None and old.exists:
+            atomic.write_bytes(folder / (Path(image).stem + ".xml"), old.content)
+    return folder
+
+
+def drop_unchanged(folder: Path, before: dict[str, AnnotationState],
+                   after: dict[str, AnnotationState]) -> Path | None:
+    """After the session: remove our copies of annotations it left as they were. Returns the
+    history folder if it still holds previous versions, else None."""
     kept = 0
     for name, old in before.items():
+        copy = folder / (Path(name).stem + ".xml")
+        if not copy.exists():
+            continue
         now = after.get(name)
-        if old.exists and (now is None or now.content != old.content):
-            atomic.write_bytes(atomic.unique_path(folder / (Path(name).stem + ".xml")), old.content)
+        if now is not None and now.content == old.content:
+            copy.unlink()  # our own copy, identical to the file in annotations/
+        else:
             kept += 1
+    if not kept and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
     return folder if kept else None
 
 
@@ -272,12 +289,12 @@ def annotate(dataset: Dataset, all_images: bool = False, prelabel: str | None = 
              f"(auto-save on: draw a box (w), pick its class, next image (d)); close the window "
              f"when done")
         started = time.monotonic()
-        stamp = time.strftime("%Y%m%dT%H%M%S")
+        history = keep_previous(dataset, before, images, time.strftime("%Y%m%dT%H%M%S"))
         code, tail = run_labelimg(launcher_command(dataset, image_list, work / "settings.pkl"), env)
         after = annotation_states(dataset)
         summary = session_summary(before, after, classes)
         summary.seconds, summary.exit_code = round(time.monotonic() - started, 1), code
-        history = keep_previous(dataset, before, after, stamp)
+        history = drop_unchanged(history, before, after)
         summary.history = str(history.relative_to(dataset.root)) if history else None
         record = {"time": manifest.now(), "all": all_images, "opened": len(images), **asdict(summary)}
         atomic.write_json(dataset.export / "annotate.json", record)

@@ -10,7 +10,8 @@ import pytest
 
 from annotation import launcher
 from annotation.annotate import (annotation_states, explain_exit,
-                                 images_to_annotate, keep_previous, session_summary)
+                                 images_to_annotate, keep_previous, session_summary,
+                                 drop_unchanged)
 from dataset import voc
 from dataset.layout import Dataset
 from helpers import REPO, make
@@ -76,16 +77,21 @@ def test_summary_counts_new_reviewed_edited_emptied_and_unknown_classes(dataset)
     assert "classes not in classes.txt: hat" in text
 
 
-def test_previous_versions_of_changed_annotations_are_kept(dataset):
+def test_previous_versions_are_kept_before_the_session_and_only_changed_ones_stay(dataset):
     before = annotation_states(dataset)
+    opened = images_to_annotate(dataset, before, all_images=True)
     old_b = dataset.annotation_for("b.jpg").read_bytes()
+    folder = keep_previous(dataset, before, opened, "20260101T000000")
+    # saved before labelImg runs: a session killed now still has every previous version
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"{name.rsplit('.', 1)[0]}.xml" for name, state in before.items() if state.exists)
     dataset.annotation_for("b.jpg").unlink()
-    write_voc(dataset, "b.jpg", ["mask"])
-    write_voc(dataset, "a.jpg", ["mask"])  # new: nothing to keep
-    folder = keep_previous(dataset, before, annotation_states(dataset), "20260101T000000")
+    write_voc(dataset, "b.jpg", ["mask"])  # edited in the session
+    assert drop_unchanged(folder, before, annotation_states(dataset)) == folder
     assert [p.name for p in folder.iterdir()] == ["b.xml"]
     assert (folder / "b.xml").read_bytes() == old_b
-    assert keep_previous(dataset, before, before, "20260101T000001") is None
+    again = keep_previous(dataset, before, opened, "20260101T000001")
+    assert drop_unchanged(again, before, before) is None and not again.exists()
 
 
 def test_no_display_is_a_clear_error_through_make(dataset):

@@ -18,11 +18,10 @@ from dataset import voc
 from dataset.layout import Dataset
 from dataset.validate import validate
 from gui import (MARKER_C, GuiError, LabelImgWindow, VirtualDisplay, finish,
-                 marker_image, missing_tools, start_make)
+                 marker_image, start_make)
 from helpers import make
 
-pytestmark = [pytest.mark.gui,
-              pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()}")]
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("gui_tools")]
 
 SIZE = (640, 480)
 TOLERANCE = 3  # image pixels between where the mouse drew and what labelImg saved

@@ -16,12 +16,11 @@ import pytest
 
 from dataset import voc
 from dataset.validate import validate
-from gui import LabelImgWindow, VirtualDisplay, missing_tools
+from gui import LabelImgWindow, VirtualDisplay
 from helpers import REPO
 from test_prelabel import _seed_dataset
 
-pytestmark = [pytest.mark.gui,
-              pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()}")]
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("gui_tools")]
 
 ANNOTATED = ["106", "108", "114", "117", "119", "120"]
 DRAFTED = ["116", "118"]

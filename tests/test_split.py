@@ -1,7 +1,6 @@
 """make split: stratified, reproducible, and no near-duplicate group across train and val."""
 import csv
 import json
-import random
 from collections import Counter
 
 import imagehash
@@ -11,7 +10,7 @@ from PIL import Image
 from dataset import grouping
 from dataset.importer import import_folder
 from dataset.layout import Dataset
-from dataset.split import make_split
+from dataset.split import make_split, random_split
 from helpers import make
 
 
@@ -61,9 +60,9 @@ def test_split_is_stratified_and_leak_free_on_seed_voc(seed_dataset):
 def test_leakage_count_matches_an_independent_random_split(seed_dataset):
     result = make_split(seed_dataset, val=0.2, seed=5, progress=False)
     images = sorted(result.assignment)
-    shuffled = list(images)
-    random.Random(5).shuffle(shuffled)
-    naive_val = set(shuffled[:round(0.2 * len(images))])
+    naive_val = random_split(images, 0.2, 5)  # the plain split it is compared with
+    assert len(naive_val) == round(0.2 * len(images)) and naive_val <= set(images)
+    assert naive_val == random_split(list(reversed(images)), 0.2, 5) != random_split(images, 0.2, 6)
     hashes = grouping.image_hashes(seed_dataset, progress=False)
     name = lambda p: p.rsplit("/", 1)[1]
     pairs = [(a, b) for a in images for b in images
