@@ -116,4 +116,6 @@ bench-setup: $(STAMP)
 	@$(PY) -m pip install -q --no-deps -r requirements-bench-nodeps.txt
 
 bench: bench-setup
-	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b $(BENCH_ARGS); done
+	@missed=""; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b $(BENCH_ARGS) || missed="$$missed $$b"; done; \
+	  if [ -n "$$missed" ]; then echo "bench: target missed (or failed) in:$$missed"; exit 1; fi; \
+	  echo "bench: every target met"
