@@ -23,7 +23,7 @@ help:
 	@echo "  scrape QUERY= LIMIT= [ENGINE=requests|selenium BING_URL= FILTERS= MIN_SIDE=]"
 	@echo "  import SRC=folder [IMAGES= ANNOTATIONS=]   dedupe [THRESHOLD= DRY_RUN=1]   restore"
 	@echo "  annotate [ALL=1 PRELABEL=]   prelabel [RUN= SCORE= CLASS=]   validate [FIX=1 INCLUDE_DRAFTS=1]"
-	@echo "  export [SKIP_DIFFICULT=1 INCLUDE_DRAFTS=1]   split [VAL=0.2 SEED=0 THRESHOLD=]"
+	@echo "  export [SKIP_DIFFICULT=1 INCLUDE_DRAFTS=1 RESIZE=800x1333]   split [VAL=0.2 SEED=0 THRESHOLD=]"
 	@echo "  train [EPOCHS STEPS BATCH BACKBONE WEIGHTS LR IMAGE_MIN_SIDE IMAGE_MAX_SIDE"
 	@echo "         FREEZE_BACKBONE RANDOM_TRANSFORM RESUME TRAIN_SEED CONFIG RUNS]   weights"
 	@echo "  evaluate [RUN= IOU=]   detect [RUN=] IMAGE=|DIR=|VIDEO= [SCORE=]   report"
@@ -74,7 +74,7 @@ validate: $(STAMP)
 
 export: $(STAMP)
 	$(PY) -m dataset.export --data "$(DATA)" $(call flag,--skip-difficult,$(SKIP_DIFFICULT)) \
-	  $(call flag,--include-drafts,$(INCLUDE_DRAFTS))
+	  $(call flag,--include-drafts,$(INCLUDE_DRAFTS)) $(call opt,--resize,$(RESIZE))
 
 split: $(STAMP)
 	$(PY) -m dataset.split --data "$(DATA)" $(call opt,--val,$(VAL)) $(call opt,--seed,$(SEED)) \

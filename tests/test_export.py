@@ -98,3 +98,24 @@ def test_a_box_at_the_edge_written_zero_based_stays_a_box(sample_dataset):
     index = [Path(generator.image_path(i)).name for i in range(generator.size())].index("scene_0007.jpg")
     boxes = generator.load_annotations(index)["bboxes"]
     assert any(b[0] == 0 and b[2] == 1 for b in boxes)
+
+
+def test_resize_points_at_copies_scaled_as_training_scales_them(sample_dataset):
+    """RESIZE=120x160: each 320x240 image becomes a 160x120 copy (scale 0.5), boxes halved."""
+    export(sample_dataset, progress=False)
+    full = {tuple(r.split(",")[1:]) for r in (sample_dataset.export / "annotations.csv").read_text().splitlines()
+            if r.startswith("../images/scene_0003.jpg,")}
+    make("export", "RESIZE=120x160", data=sample_dataset.root)
+    generator = _generator(sample_dataset)
+    names = [Path(generator.image_path(i)).name for i in range(generator.size())]
+    index = names.index("scene_0003.jpg")
+    assert Path(generator.image_path(index)).parent == sample_dataset.export / "resized" / "120x160"
+    assert generator.image_aspect_ratio(index) == 160 / 120
+    from PIL import Image
+    assert Image.open(generator.image_path(index)).size == (160, 120)
+    halved = {tuple(str(int(round(int(v) * 0.5))) for v in box[:4]) + (box[4],) for box in full}
+    got = {tuple(str(int(v)) for v in b) + (generator.label_to_name(int(l)),)
+           for l, b in zip(generator.load_annotations(index)["labels"], generator.load_annotations(index)["bboxes"])}
+    assert got == halved
+    assert (sample_dataset.images / "scene_0003.jpg").exists()  # the original is untouched
+    make("split", data=sample_dataset.root)  # split finds each resized row's image by name
