@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dataset import atomic
 from dataset.errors import MasksetError
 from dataset.layout import Dataset
 
@@ -52,7 +53,7 @@ def run_demo(work: Path, quick: bool = False, fresh: bool = True, steps=None) ->
                 f"its folder on every run, so it will not touch this one. Pass DEMO_DATA=<a new folder>.")
         shutil.rmtree(work)  # only ever a folder the demo made (it holds the marker)
     work.mkdir(parents=True, exist_ok=True)
-    (work / MARKER).write_text("made by `make demo`; replaced on every run\n")
+    atomic.write_text(work / MARKER, "made by `make demo`; replaced on every run\n")
     ctx = DemoContext(work=work, data=Dataset.at(work / "data"), runs=work / "runs", quick=quick)
     results = []
     for name, module_name in steps or STEPS:

@@ -7,7 +7,7 @@ import html
 from dataset import atomic, manifest
 from dataset.layout import Dataset
 
-from .store import read_log
+from .store import read_jsonl
 
 STYLE = """body{font:14px sans-serif;margin:20px} .grid{display:flex;flex-wrap:wrap;gap:10px}
 figure{margin:0;width:180px} figure img{width:180px;height:135px;object-fit:contain;background:#eee}
@@ -31,7 +31,7 @@ def write_page(dataset: Dataset, summary) -> None:
         f'{" · converted: " + e(r["converted"]) if r.get("converted") else ""}<br>'
         f'<a href="{link(r.get("purl"))}">page</a> · <a href="{link(r.get("murl"))}">image</a></figcaption></figure>'
         for r in records)
-    turned_away = [entry for entry in read_log(dataset.export / "scrape-log.jsonl")
+    turned_away = [entry for entry in read_jsonl(dataset.export / "scrape-log.jsonl")
                    if entry.get("query") == summary.query][-500:]
     rows = "".join(f'<tr><td>{e(x.get("reason", ""))}</td><td>{x.get("rank", "")}</td>'
                    f'<td class="url">{e(x.get("url", ""))}</td><td>{e(x.get("detail", ""))}</td></tr>'

@@ -22,8 +22,8 @@ NAME = re.compile(r"^[0-9a-f]{16}\.(jpg|png|bmp)$")
 TRANSIENT = {"timeout", "connection", "request-error"}  # worth trying again next run
 
 
-def read_log(path: Path) -> list[dict]:
-    """The rejection log (export/scrape-log.jsonl), one JSON object a line."""
+def read_jsonl(path: Path) -> list[dict]:
+    """One JSON object a line (the rejection log, the pending journal); [] if there is no file."""
     if not path.exists():
         return []
     entries = []
@@ -54,7 +54,7 @@ class Store:
         self.murls = {r["murl"] for r in records if r.get("event") == manifest.ADDED and r.get("murl")}
         self.files = {r["file"] for r in records}
         self.records = records
-        self.skip_murls = {entry["url"]: entry["reason"] for entry in read_log(self.log_path)
+        self.skip_murls = {entry["url"]: entry["reason"] for entry in read_jsonl(self.log_path)
                            if not is_transient(entry.get("reason", ""))}
 
     # -- what is known -------------------------------------------------------------------------
@@ -70,11 +70,7 @@ class Store:
         """Record images a killed run wrote but did not record; drop our own temp files."""
         recovered = 0
         if self.pending_path.exists():
-            for line in self.pending_path.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
+            for record in read_jsonl(self.pending_path):
                 path = self.dataset.images / record["file"]
                 if (record["file"] not in self.files and path.exists()
                         and manifest.sha256_file(path) == record["sha256"]):
