@@ -44,10 +44,13 @@ def csv_text(rows) -> str:
     return buffer.getvalue()
 
 
-def to_csv_box(xmin: float, ymin: float, xmax: float, ymax: float, width: int, height: int):
-    """VOC 1-based inclusive pixels -> keras-retinanet 0-based integers, inside the image."""
+def to_csv_box(xmin: float, ymin: float, xmax: float, ymax: float, width: int, height: int,
+               scale: float = 1.0):
+    """VOC 1-based inclusive pixels -> keras-retinanet 0-based integers, inside the image
+    (of a copy resized by `scale`, as `resized_copy` writes it)."""
     def convert(value: float, limit: int) -> int:
-        return min(max(int(round(value)) - 1, 0), limit - 1)
+        return min(max(int(round((int(round(value)) - 1) * scale)), 0), limit - 1)
+    width, height = round(width * scale), round(height * scale)
     x1, y1, x2, y2 = convert(xmin, width), convert(ymin, height), convert(xmax, width), convert(ymax, height)
     # a box at the very edge written 0-based by another tool (xmin 0, xmax 1) would collapse to
     # x1 == x2, which keras-retinanet rejects: keep it one pixel wide
@@ -95,10 +98,7 @@ def annotation_rows(dataset: Dataset, report: Report, skip_difficult: bool = Fal
             rows.append([path, "", "", "", "", ""])
             result.negatives += 1
         for obj in objects:
-            x1, y1, x2, y2 = to_csv_box(*obj.box, ann.width, ann.height)
-            if scale != 1.0:
-                x1, y1 = int(round(x1 * scale)), int(round(y1 * scale))
-                x2, y2 = max(int(round(x2 * scale)), x1 + 1), max(int(round(y2 * scale)), y1 + 1)
+            x1, y1, x2, y2 = to_csv_box(*obj.box, ann.width, ann.height, scale)
             rows.append([path, x1, y1, x2, y2, obj.name])
             result.boxes[obj.name] += 1
     return rows, result
