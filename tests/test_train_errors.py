@@ -1,4 +1,5 @@
-"""make train / evaluate / detect fail clearly, naming the file and the fix (no TensorFlow needed)."""
+"""make train / evaluate / detect fail clearly, naming the file and the fix; detect's box
+clean-up (no TensorFlow needed)."""
 from __future__ import annotations
 
 from helpers import make
@@ -40,3 +41,12 @@ def test_evaluate_and_detect_without_runs_say_to_train_first(tmp_path):
 def test_train_on_a_folder_that_is_no_dataset_says_how_to_make_one(tmp_path):
     result = make("train", data=tmp_path / "nowhere", check=False)
     assert result.returncode == 2 and "no dataset here" in result.stderr
+
+
+def test_detect_drops_inverted_and_off_image_boxes_and_clips_the_rest():
+    # A weakly trained RetinaNet can regress x2 < x1 (CI once saw [72.8, .., 71.0, ..]).
+    from training.detect import clip_box
+    assert clip_box([72.8, 10, 71.0, 40], 160, 128) is None
+    assert clip_box([10, 50, 40, 49.96], 160, 128) is None      # equal after rounding to 0.1 px
+    assert clip_box([170, 10, 200, 40], 160, 128) is None       # wholly right of the image
+    assert clip_box([-5.04, -1, 30.26, 200], 160, 128) == [0.0, 0.0, 30.3, 128.0]

@@ -65,11 +65,27 @@ def detect_array(model: InferenceModel, image_bgr: np.ndarray, classes=None, sco
     for box, s, label in zip(boxes[0] / scale, scores[0], labels[0]):
         if s < score or label < 0:  # FilterDetections pads with -1
             continue
-        x1, y1, x2, y2 = (float(v) for v in box)
+        clipped = clip_box(box, width, height)
+        if clipped is None:
+            continue
         found.append({"class": names.get(int(label), str(int(label))), "score": round(float(s), 4),
-                      "box": [round(max(0.0, x1), 1), round(max(0.0, y1), 1),
-                              round(min(float(width), x2), 1), round(min(float(height), y2), 1)]})
+                      "box": clipped})
     return sorted(found, key=lambda d: -d["score"])
+
+
+def clip_box(box, width: int, height: int) -> list[float] | None:
+    """[x1, y1, x2, y2] clipped to the image and rounded to 0.1 px, or None when nothing is left.
+
+    RetinaNet's regression does not keep x1 < x2: a weakly trained model can predict an inverted
+    box, and a box wholly outside the image clips to nothing. Neither is a detection to report
+    or to hand to labelImg as a draft.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    x1, y1 = round(max(0.0, x1), 1), round(max(0.0, y1), 1)
+    x2, y2 = round(min(float(width), x2), 1), round(min(float(height), y2), 1)
+    if x2 <= x1 or y2 <= y1:
+        return None
+    return [x1, y1, x2, y2]
 
 
 def read_bgr(path: Path) -> np.ndarray:
