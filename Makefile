@@ -21,9 +21,9 @@ help:
 	@echo "maskset: make setup | demo | test | bench"
 	@echo "  stages (DATA=folder, default data):"
 	@echo "  scrape QUERY= LIMIT= [ENGINE=requests|selenium BING_URL= FILTERS= MIN_SIDE=]"
-	@echo "  import SRC=folder [IMAGES= ANNOTATIONS=]   dedupe [THRESHOLD= DRY_RUN=1]   restore"
+	@echo "  import SRC=folder [IMAGES= ANNOTATIONS=]   dedupe [THRESHOLD= DHASH_THRESHOLD= DRY_RUN=1]   restore"
 	@echo "  annotate [ALL=1 PRELABEL=]   prelabel [RUN= SCORE= CLASS=]   validate [FIX=1 INCLUDE_DRAFTS=1]"
-	@echo "  export [SKIP_DIFFICULT=1 INCLUDE_DRAFTS=1 RESIZE=800x1333]   split [VAL=0.2 SEED=0 THRESHOLD=]"
+	@echo "  export [SKIP_DIFFICULT=1 INCLUDE_DRAFTS=1 RESIZE=800x1333]   split [VAL=0.2 SEED=0 THRESHOLD= DHASH_THRESHOLD=]"
 	@echo "  train [EPOCHS STEPS BATCH BACKBONE WEIGHTS LR IMAGE_MIN_SIDE IMAGE_MAX_SIDE"
 	@echo "         FREEZE_BACKBONE RANDOM_TRANSFORM RESUME TRAIN_SEED CONFIG RUNS]   weights"
 	@echo "  evaluate [RUN= IOU=]   detect [RUN=] IMAGE=|DIR=|VIDEO= [SCORE=]   report"
@@ -56,7 +56,7 @@ import: $(STAMP)
 
 dedupe: $(STAMP)
 	$(PY) -m dataset.dedupe --data "$(DATA)" $(call opt,--threshold,$(THRESHOLD)) \
-	  $(call flag,--dry-run,$(DRY_RUN))
+	  $(call opt,--dhash-threshold,$(DHASH_THRESHOLD)) $(call flag,--dry-run,$(DRY_RUN))
 
 restore: $(STAMP)
 	$(PY) -m dataset.dedupe --data "$(DATA)" --restore
@@ -78,7 +78,7 @@ export: $(STAMP)
 
 split: $(STAMP)
 	$(PY) -m dataset.split --data "$(DATA)" $(call opt,--val,$(VAL)) $(call opt,--seed,$(SEED)) \
-	  $(call opt,--threshold,$(THRESHOLD))
+	  $(call opt,--threshold,$(THRESHOLD)) $(call opt,--dhash-threshold,$(DHASH_THRESHOLD))
 
 train: $(STAMP)
 	$(PY) -m training.train --data "$(DATA)" $(call opt,--epochs,$(EPOCHS)) $(call opt,--steps,$(STEPS)) \

@@ -1,12 +1,14 @@
 """Benchmark: maskset's duplicate finder against imagededup's PHash, measured in the same run.
 
-1. Builds the labelled set (bench/dedupe_labelled_set.py: seed-voc originals + realistic copies).
-2. Times both tools from image files to duplicate pairs on that folder, alternating rounds
+1. Builds the labelled sets (bench/dedupe_labelled_set.py: seed-voc originals + realistic copies),
+   one from each half of the originals: "tune" and "test".
+2. Times both tools from image files to duplicate pairs on the test set, alternating rounds
    (the machine is shared: the median of each is compared), and prints the ratio.
    Target: maskset at least 5x faster.
-3. Precision and recall of both on the labelled pairs (imagededup at its default threshold 10),
-   and maskset's over a threshold sweep (how DEFAULT_THRESHOLD was chosen).
-   Target: neither worse than imagededup's.
+3. Precision and recall of both on the test set's labelled pairs (imagededup at its default
+   threshold 10). Target: neither worse than imagededup's. Then maskset's sweep over both
+   thresholds on the tune set, and how many different seed pictures each setting merges on the
+   whole seed data: how DEFAULT_THRESHOLD and DEFAULT_DHASH_THRESHOLD were chosen.
 4. Scaling: hashing + grouping 10k, 20k, 40k images (small JPEGs cut from the seed photos), and
    a 100k run, each in a fresh process that reports its peak memory. Target: 100k under 2 GB.
 
@@ -43,10 +45,10 @@ MEMORY_LIMIT_MB = 2048
 
 
 # -- the two tools, from files to pairs --------------------------------------------------------------
-def maskset_pairs(folder: Path, threshold: int = grouping.DEFAULT_THRESHOLD) -> set[tuple[str, str]]:
+def maskset_pairs(folder: Path) -> set[tuple[str, str]]:
     paths = sorted(p for p in folder.iterdir() if p.suffix == ".jpg")
     hashes = {p.name: h for p, h in grouping.hash_files(paths).items()}
-    pairs = grouping.near_pairs(hashes, threshold)
+    pairs = grouping.similar_pairs(hashes)
     grouping.groups(sorted(hashes), pairs)  # dedupe groups them too: part of the cost
     return {(a, b) for a, b, _ in pairs}
 
@@ -120,7 +122,7 @@ def child_run(folder: Path, count: int) -> dict:
     started = time.perf_counter()
     hashes = {p.name: h for p, h in grouping.hash_files(paths).items()}
     hashed = time.perf_counter()
-    pairs = grouping.near_pairs(hashes, grouping.DEFAULT_THRESHOLD)
+    pairs = grouping.similar_pairs(hashes)
     groups = grouping.groups(sorted(hashes), pairs)
     done = time.perf_counter()
     return {"images": len(paths), "hash_s": hashed - started, "group_s": done - hashed,
@@ -139,6 +141,57 @@ def imagededup_child(folder: Path, count: int) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child-imagededup", str(folder), str(count)],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- choosing the thresholds ----------------------------------------------------------------------
+SWEEP_PHASH = (6, 8, 10, 12, 14, 16)
+SWEEP_DHASH = (24, 32, 40, 48, grouping.DHASH_BITS)
+
+
+def seed_merges():
+    """A function (threshold, dhash_threshold) -> how many groups of the whole seed data hold more
+    than one labelled-set original (different pictures merged), and the number of originals."""
+    import hashlib
+    paths = sorted(labelled.SEED_IMAGES.iterdir())
+    prints = {p.name: f for p, f in grouping.hash_files(paths).items()}
+    by_bytes: dict[str, list[str]] = {}
+    for path in paths:
+        by_bytes.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), []).append(path.name)
+    exact = [(names[0], other, 0) for names in by_bytes.values() for other in names[1:]]
+    originals = {p.name for p in labelled.originals()}
+
+    def merged(threshold: int, dhash_threshold: int) -> int:
+        found = grouping.groups(sorted(prints), grouping.similar_pairs(prints, threshold, dhash_threshold) + exact)
+        return sum(len(originals.intersection(g)) > 1 for g in found)
+    return merged, len(originals)
+
+
+def sweep(tune_set) -> list[dict]:
+    """maskset over both thresholds on the tune set (pairs, and pairs after union-find, which is
+    what dedupe acts on), with the different seed pictures each setting merges."""
+    folder, truth, truth_pairs = tune_set
+    prints = {p.name: h for p, h in grouping.hash_files(sorted(folder.iterdir())).items()}
+    merged, originals = seed_merges()
+    rows = []
+    print(f"\nsweep on the tune set ({len(truth)} images); 'merged' = groups of the whole seed data "
+          f"that join different pictures ({originals} pictures):")
+    print(f"{'pHash':>6}{'dHash':>6}{'precision':>11}{'recall':>9}{'group P':>9}{'group R':>9}{'merged':>8}")
+    for threshold in SWEEP_PHASH:
+        for dhash_threshold in SWEEP_DHASH:
+            pairs = grouping.similar_pairs(prints, threshold, dhash_threshold)
+            pr, rc = labelled.precision_recall({(a, b) for a, b, _ in pairs}, truth_pairs)
+            group_pairs = {tuple(sorted(x)) for g in grouping.groups(sorted(prints), pairs)
+                           for x in itertools.combinations(g, 2)}
+            gp, gr = labelled.precision_recall(group_pairs, truth_pairs)
+            row = {"threshold": threshold, "dhash_threshold": dhash_threshold, "precision": pr,
+                   "recall": rc, "group_precision": gp, "group_recall": gr,
+                   "seed_merges": merged(threshold, dhash_threshold)}
+            rows.append(row)
+            mark = "  <- default" if (threshold, dhash_threshold) == (grouping.DEFAULT_THRESHOLD,
+                                                                       grouping.DEFAULT_DHASH_THRESHOLD) else ""
+            print(f"{threshold:6d}{dhash_threshold:6d}{pr:11.4f}{rc:9.4f}{gp:9.4f}{gr:9.4f}"
+                  f"{row['seed_merges']:8d}{mark}")
+    return rows
 
 
 # -- the report ---------------------------------------------------------------------------------------
@@ -172,14 +225,19 @@ def main(argv=None) -> int:
         args.originals, args.variants, args.rounds = 40, 3, 1
         args.scale, args.memory, args.compare_at = [2000, 4000], 8000, 2000
 
-    results: dict = {"threshold": grouping.DEFAULT_THRESHOLD}
+    results: dict = {"threshold": grouping.DEFAULT_THRESHOLD,
+                     "dhash_threshold": grouping.DEFAULT_DHASH_THRESHOLD}
+    default = (grouping.DEFAULT_THRESHOLD, grouping.DEFAULT_DHASH_THRESHOLD)
     with tempfile.TemporaryDirectory(prefix="bench-dedupe-") as tmp:
         tmp = Path(tmp)
-        folder = tmp / "labelled"
-        print(f"building the labelled set ({args.originals} originals x {args.variants} copies) ...", flush=True)
-        truth = labelled.build(folder, args.originals, args.variants)
-        truth_pairs = labelled.true_pairs(truth)
-        (folder / "truth.json").rename(tmp / "truth.json")  # imagededup reads every file in the folder
+        sets = {}
+        for part in labelled.PARTS:
+            print(f"building the {part} set ({args.originals} originals x {args.variants} copies) ...", flush=True)
+            folder = tmp / part
+            truth = labelled.build(folder, args.originals, args.variants, part=part)
+            (folder / "truth.json").rename(tmp / f"{part}-truth.json")  # imagededup reads every file
+            sets[part] = (folder, truth, labelled.true_pairs(truth))
+        folder, truth, truth_pairs = sets["test"]
 
         _import_imagededup()
         mine_times, theirs_times = [], []
@@ -196,47 +254,30 @@ def main(argv=None) -> int:
         ratio = theirs_s / mine_s
         p_mine, r_mine = labelled.precision_recall(mine, truth_pairs)
         p_theirs, r_theirs = labelled.precision_recall(theirs, truth_pairs)
-        results["labelled_set"] = {"images": len(truth), "true_pairs": len(truth_pairs),
+        results["labelled_set"] = {"part": "test", "images": len(truth), "true_pairs": len(truth_pairs),
                                    "maskset": {"seconds": mine_s, "precision": p_mine, "recall": r_mine},
                                    "imagededup": {"seconds": theirs_s, "precision": p_theirs,
                                                   "recall": r_theirs},
                                    "speed_ratio": ratio}
-        print(f"\nlabelled set: {len(truth)} images, {len(truth_pairs)} true duplicate pairs")
-        print(f"{'tool':<28}{'seconds':>9}{'img/s':>9}{'precision':>11}{'recall':>9}")
-        for label, s, pr, rc in ((f"maskset (threshold {grouping.DEFAULT_THRESHOLD})", mine_s, p_mine, r_mine),
+        print(f"\ntest set: {len(truth)} images, {len(truth_pairs)} true duplicate pairs")
+        print(f"{'tool':<34}{'seconds':>9}{'img/s':>9}{'precision':>11}{'recall':>9}")
+        for label, s, pr, rc in ((f"maskset (pHash {default[0]}, dHash {default[1]})", mine_s, p_mine, r_mine),
                                  ("imagededup PHash (10)", theirs_s, p_theirs, r_theirs)):
-            print(f"{label:<28}{s:9.2f}{len(truth) / s:9.0f}{pr:11.4f}{rc:9.4f}")
+            print(f"{label:<34}{s:9.2f}{len(truth) / s:9.0f}{pr:11.4f}{rc:9.4f}")
         print(f"speed ratio (imagededup / maskset): {ratio:.1f}x (target >= {SPEED_TARGET:.0f}x)")
 
-        # The threshold sweep, from one hashing pass.
-        paths = sorted(folder.iterdir())
-        hashes = {p.name: h for p, h in grouping.hash_files(paths).items()}
-        sweep = []
-        print("\nthreshold sweep (pairs; group = after union-find):")
-        print(f"{'threshold':>9}{'precision':>11}{'recall':>9}{'F1':>8}{'group P':>9}{'group R':>9}")
-        for threshold in range(0, 18, 2):
-            pairs = grouping.near_pairs(hashes, threshold)
-            found = {(a, b) for a, b, _ in pairs}
-            pr, rc = labelled.precision_recall(found, truth_pairs)
-            group_pairs = {tuple(sorted(x)) for g in grouping.groups(sorted(hashes), pairs)
-                           for x in itertools.combinations(g, 2)}
-            gp, gr = labelled.precision_recall(group_pairs, truth_pairs)
-            f1 = 2 * pr * rc / (pr + rc) if pr + rc else 0.0
-            sweep.append({"threshold": threshold, "precision": pr, "recall": rc, "f1": f1,
-                          "group_precision": gp, "group_recall": gr})
-            mark = "  <- default" if threshold == grouping.DEFAULT_THRESHOLD else ""
-            print(f"{threshold:9d}{pr:11.4f}{rc:9.4f}{f1:8.3f}{gp:9.4f}{gr:9.4f}{mark}")
-        results["sweep"] = sweep
-        # Recall per kind of copy (copy vs its original) at the default threshold.
-        how = json.loads((tmp / "truth.json").read_text())["transform"]
+        results["sweep"] = sweep(sets["tune"])
+        # Recall per kind of copy (copy vs its original) at the defaults, on the test set.
+        hashes = {p.name: h for p, h in grouping.hash_files(sorted(folder.iterdir())).items()}
+        how = json.loads((tmp / "test-truth.json").read_text())["transform"]
         per_kind: dict[str, list[bool]] = {}
         for name, kind in how.items():
             if kind != "original":
                 original = name.split("_")[0] + ".jpg"
-                per_kind.setdefault(kind, []).append(
-                    grouping.hamming(hashes[name], hashes[original]) <= grouping.DEFAULT_THRESHOLD)
+                per_kind.setdefault(kind, []).append(bool(grouping.similar_pairs(
+                    {name: hashes[name], original: hashes[original]})))
         results["recall_by_transform"] = {k: sum(v) / len(v) for k, v in sorted(per_kind.items())}
-        print("recall of copy vs original by transform: " +
+        print("recall of copy vs original by transform (test set): " +
               ", ".join(f"{k} {v:.2f}" for k, v in results["recall_by_transform"].items()))
 
         # Scaling and memory, each size in a fresh process.

@@ -41,7 +41,7 @@ def holdout_split(seed_voc: Path, fraction: float, seed: int):
     images = sorted(p for p in (seed_voc / "images").iterdir()
                     if (seed_voc / "annotations" / (p.stem + ".xml")).exists())
     hashes = grouping.hash_files(images)
-    groups = grouping.groups(sorted(hashes), grouping.near_pairs(hashes, grouping.DEFAULT_THRESHOLD))
+    groups = grouping.groups(sorted(hashes), grouping.similar_pairs(hashes))
     random.Random(seed).shuffle(groups)
     held, kept, target = [], [], fraction * len(groups)
     for group in groups:

@@ -93,15 +93,16 @@ class Plan:
     images: int
     groups: list[Group]
     conflicts: list[Conflict]
+    dhash_threshold: int = grouping.DEFAULT_DHASH_THRESHOLD
 
     @property
     def moves(self) -> list[Duplicate]:
         return [d for g in self.groups for d in g.duplicates]
 
 
-def _member(dataset: Dataset, name: str, phash: int, sha: str, keep: bool) -> Member:
+def _member(dataset: Dataset, name: str, fingerprint: grouping.Fingerprint, sha: str, keep: bool) -> Member:
     path = dataset.images / name
-    member = Member(name, sha, phash, size=path.stat().st_size, keep=keep)
+    member = Member(name, sha, fingerprint.phash, size=path.stat().st_size, keep=keep)
     try:
         with Image.open(path) as image:  # header only: no decode
             member.width, member.height = image.size
@@ -154,18 +155,17 @@ def disagreement(keeper: Member, other: Member) -> str | None:
     return None
 
 
-def plan(dataset: Dataset, threshold: int = grouping.DEFAULT_THRESHOLD, progress: bool = True) -> Plan:
+def plan(dataset: Dataset, threshold: int = grouping.DEFAULT_THRESHOLD, progress: bool = True,
+         dhash_threshold: int = grouping.DEFAULT_DHASH_THRESHOLD) -> Plan:
     """Decide groups, keepers and conflicts without moving anything."""
-    if threshold < 0 or threshold > 64:
-        raise MasksetError(f"--threshold {threshold}: must be a pHash distance from 0 to 64 "
-                           f"(default {grouping.DEFAULT_THRESHOLD}; 0 = exact pixels only).")
+    grouping.check_thresholds(threshold, dhash_threshold)
     records = grouping.image_records(dataset, progress=progress)
-    hashes = {name: phash for name, (phash, _) in records.items()}
+    hashes = {name: fingerprint for name, (fingerprint, _) in records.items()}
     # Exact copies join through the sha256 even at threshold 0 of a lossy hash.
     by_sha: dict[str, list[str]] = {}
     for name, (_, sha) in records.items():
         by_sha.setdefault(sha, []).append(name)
-    pairs = grouping.near_pairs(hashes, threshold, progress=progress)
+    pairs = grouping.similar_pairs(hashes, threshold, dhash_threshold, progress=progress)
     pairs += [(names[0], other, 0) for names in by_sha.values() for other in names[1:]]
     state = manifest.state(dataset)
     curated = {f for f, r in state.items() if r.get("event") == manifest.RESTORED and r.get("keep")}
@@ -195,7 +195,7 @@ def plan(dataset: Dataset, threshold: int = grouping.DEFAULT_THRESHOLD, progress
                     conflicts.append(Conflict(keeper.file, other.file, why))
         if group.duplicates or group.kept:
             groups.append(group)
-    return Plan(threshold, len(hashes), groups, conflicts)
+    return Plan(threshold, len(hashes), groups, conflicts, dhash_threshold)
 
 
 # -- carrying it out -------------------------------------------------------------------------------
@@ -223,7 +223,8 @@ def quarantine(dataset: Dataset, the_plan: Plan, progress: bool = True) -> list[
         image_to = atomic.move_file(dataset.images / member.file, folder / member.file)
         record = {"file": member.file, "event": manifest.QUARANTINED, "reason": dup.reason,
                   "duplicate_of": dup.of, "distance": dup.distance, "keeper": keeper,
-                  "moved_to": _relative(dataset, image_to), "threshold": the_plan.threshold}
+                  "moved_to": _relative(dataset, image_to), "threshold": the_plan.threshold,
+                  "dhash_threshold": the_plan.dhash_threshold}
         if member.annotation:
             xml = dataset.root / member.annotation
             xml_to = atomic.move_file(xml, folder / xml.name)
@@ -239,6 +240,7 @@ def summary_dict(the_plan: Plan, dry_run: bool, seconds: float, moved: int) -> d
     reasons = Counter(d.reason for d in the_plan.moves)
     return {
         "threshold": the_plan.threshold,
+        "dhash_threshold": the_plan.dhash_threshold,
         "groups": len(the_plan.groups),
         "quarantined": moved,
         "would_quarantine": len(the_plan.moves),
@@ -276,14 +278,15 @@ class DedupeResult:
 
 
 def dedupe(dataset: Dataset, threshold: int = grouping.DEFAULT_THRESHOLD, dry_run: bool = False,
-           progress: bool = True, page: bool = True) -> DedupeResult:
+           progress: bool = True, page: bool = True,
+           dhash_threshold: int = grouping.DEFAULT_DHASH_THRESHOLD) -> DedupeResult:
     """Plan, write the review page, then (unless dry_run) quarantine. The caller holds the lock."""
     from .dedupe_page import write_page
     started = time.monotonic()
     dataset.require()
     if not dataset.images.is_dir():
         raise MasksetError(f"{dataset.images}: no images folder. Run `make scrape` or `make import` first.")
-    the_plan = plan(dataset, threshold, progress)
+    the_plan = plan(dataset, threshold, progress, dhash_threshold)
     dataset.export.mkdir(parents=True, exist_ok=True)
     # The page is written before moving so that the thumbnails come from images/ in one place.
     page_path = write_page(dataset, the_plan, dry_run=dry_run, progress=progress) if page else None
@@ -350,9 +353,7 @@ def restore(dataset: Dataset, files=None, progress: bool = True) -> RestoreResul
 # -- CLI -------------------------------------------------------------------------------------------
 def main(argv=None) -> int:
     p = parser("Find exact and near-duplicate images; keep the best copy, quarantine the rest.")
-    p.add_argument("--threshold", type=int, default=grouping.DEFAULT_THRESHOLD,
-                   help=f"pHash Hamming distance (of 64 bits) counted as a near duplicate "
-                        f"(default {grouping.DEFAULT_THRESHOLD}; 0 = only identical-looking)")
+    grouping.add_threshold_options(p)
     p.add_argument("--dry-run", action="store_true",
                    help="write the review page and report, move nothing")
     p.add_argument("--restore", nargs="*", metavar="FILE",
@@ -369,12 +370,13 @@ def main(argv=None) -> int:
             print(f"restore: {len(result.restored)} files back in {dataset.images}"
                   + (f", {len(result.skipped)} skipped" if result.skipped else ""))
             return 1 if result.skipped else 0
-        result = dedupe(dataset, args.threshold, args.dry_run, progress=not args.quiet)
+        result = dedupe(dataset, args.threshold, args.dry_run, progress=not args.quiet,
+                        dhash_threshold=args.dhash_threshold)
     for conflict in result.plan.conflicts:
         print(f"conflict: {conflict.duplicate} duplicates {conflict.keeper} but their labels disagree: "
               f"{conflict.why}")
     print(f"dedupe: {result.summary()}; {result.report['images_after']} images left "
-          f"(threshold {args.threshold}, {result.report['seconds']:.1f}s)")
+          f"(threshold {args.threshold}, dHash {args.dhash_threshold}, {result.report['seconds']:.1f}s)")
     print(f"review page: {result.page}")
     if result.moved:
         print(f"moved to {duplicates_folder(dataset)} (log.jsonl there); `make restore` puts them back")

@@ -5,9 +5,10 @@ comparing all pairs, and join pairs into groups with union-find. `image_hashes` 
 dataset-level cache so that only new or changed images are hashed again.
 
 Speed, measured in bench/bench_dedupe.py:
-- JPEGs are decoded at 1/2..1/8 scale (Pillow's draft(): the decoder skips most of the IDCT work)
-  straight to grayscale, since pHash only looks at a 32x32 thumbnail's lowest frequencies.
-- Hashing runs in a thread pool: Pillow releases the GIL while decoding and resizing.
+- JPEGs are decoded at 1/2..1/8 scale (OpenCV's IMREAD_REDUCED_GRAYSCALE_*: the decoder skips
+  most of the IDCT work) straight to grayscale, since pHash only looks at a 32x32 thumbnail's
+  lowest frequencies.
+- Hashing runs in a thread pool: OpenCV releases the GIL for the whole decode.
 - Neighbours are found by multi-index hashing: split each hash into four 16-bit chunks; two
   hashes within distance t agree within t//4 bits on at least one chunk (pigeonhole), so only
   hashes in the few buckets near each chunk value are candidates. Bucket look-ups are numpy
@@ -22,7 +23,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from itertools import combinations
 from pathlib import Path
+from typing import NamedTuple
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
@@ -30,15 +33,19 @@ from tqdm import tqdm
 from . import atomic
 from .errors import MasksetError
 
-# pHash Hamming distance (of 64 bits) at or below which two images count as near duplicates.
-# Chosen on the labelled set in bench/dedupe_labelled_set.py (docs/dedupe.md has the numbers).
+# Two images are near duplicates when their pHashes are within DEFAULT_THRESHOLD bits (of 64)
+# and their dHashes, the second opinion, within DEFAULT_DHASH_THRESHOLD bits (of 128). Chosen on
+# the "tune" half of bench/dedupe_labelled_set.py (docs/dedupe.md has the numbers).
 DEFAULT_THRESHOLD = 10
+DEFAULT_DHASH_THRESHOLD = 40
 
 HASH_SIZE = 8          # 8x8 low-frequency DCT coefficients -> 64 bits
+PHASH_BITS = HASH_SIZE * HASH_SIZE
+DHASH_BITS = 2 * HASH_SIZE * HASH_SIZE
 THUMB_SIZE = 32        # pHash's thumbnail: 4x the hash size, as in the original pHash
 BATCH = 2048         # files handed to the thread pool at a time
-CACHE_NAME = "phash-v1.tsv"
-CACHE_HEADER = "# maskset pHash cache v1: name\tsize\tmtime_ns\tphash(hex)\tsha256\n"
+CACHE_NAME = "phash-v2.tsv"  # v2: OpenCV decode (pHashes moved ~1 bit from v1's), dHash added
+CACHE_HEADER = "# maskset pHash cache v2: name\tsize\tmtime_ns\tphash(hex)\tdhash(hex)\tsha256\n"
 
 Image.MAX_IMAGE_PIXELS = 200_000_000  # scraped panoramas are fine; decompression bombs are not
 
@@ -58,22 +65,77 @@ _POPCOUNT8 = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint8)
 
 
 # -- hashing ---------------------------------------------------------------------------------------
-def thumbnail(data: bytes, name: str = "image") -> np.ndarray:
-    """Decode image bytes to pHash's 32x32 grayscale thumbnail (float32), as cheaply as possible."""
+# JPEG markers that start a frame header (SOF0..SOF15 less DHT, JPG and DAC), which holds the size.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# OpenCV decodes a JPEG at 1/8, 1/4 or 1/2 scale straight to grayscale, applying EXIF orientation.
+_REDUCED_GRAY = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+                 (2, cv2.IMREAD_REDUCED_GRAYSCALE_2))
+MIN_DECODED_SIDE = 2 * THUMB_SIZE  # scale down no further than this (as Pillow's draft does)
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header without decoding, or None if this is not a
+    complete-looking JPEG (then Pillow decodes it and names what is wrong).
+
+    By hand because it is the hot path: ~3 us against ~50 us for Pillow's header parse, which
+    holds the GIL that the hashing threads share."""
+    if data[:3] != b"\xff\xd8\xff" or data.rstrip(b"\0")[-2:] != b"\xff\xd9":
+        return None  # not a JPEG, or truncated (no end-of-image marker)
+    i, end = 2, len(data) - 9
+    while i < end:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker in _SOF_MARKERS:
+            return (data[i + 7] << 8 | data[i + 8]), (data[i + 5] << 8 | data[i + 6])
+        else:
+            i += 2 + (data[i + 2] << 8 | data[i + 3])
+    return None
+
+
+def _decode_jpeg_gray(data: bytes) -> np.ndarray | None:
+    """A JPEG decoded by OpenCV at the strongest reduction that keeps its short side at least
+    MIN_DECODED_SIDE, or None to leave it to Pillow (not a plain JPEG, or too big to be safe).
+
+    OpenCV rather than Pillow's draft(): it does the whole decode in C with the GIL released, so
+    the hashing threads run in parallel (bench/bench_dedupe.py: 1,000 images on 2 cores 0.59 s
+    against 0.75 s). The entropy decoding of the whole file remains the main cost."""
+    size = jpeg_size(data)
+    if size is None or size[0] * size[1] > Image.MAX_IMAGE_PIXELS:
+        return None
+    flag = cv2.IMREAD_GRAYSCALE
+    for factor, reduced in _REDUCED_GRAY:
+        if min(size) // factor >= MIN_DECODED_SIDE:
+            flag = reduced
+            break
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+
+
+def _decode_gray_pillow(data: bytes, name: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as image:
-            # JPEG only: let the decoder scale down by up to 8 and emit luma only.
-            image.draft("L", (THUMB_SIZE * 2, THUMB_SIZE * 2))
+            image.draft("L", (MIN_DECODED_SIDE, MIN_DECODED_SIDE))  # JPEG only: scaled decode
             image = ImageOps.exif_transpose(image)  # hash what a person sees
-            gray = np.asarray(image.convert("L"), dtype=np.float32)
+            return np.asarray(image.convert("L"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise MasksetError(
             f"{name}: cannot decode this image ({error}). Move it out of the images folder "
             f"(or re-download it), then run again."
         ) from None
+
+
+def thumbnail(data: bytes, name: str = "image") -> np.ndarray:
+    """Decode image bytes to pHash's 32x32 grayscale thumbnail (float32), as cheaply as possible:
+    JPEGs through OpenCV's reduced-scale decode, everything else (and any JPEG OpenCV refuses)
+    through Pillow. A uniform frame is trimmed first, then the rest is area-averaged."""
+    gray = _decode_jpeg_gray(data)
+    if gray is None or gray.size == 0:
+        gray = _decode_gray_pillow(data, name)
+    gray = gray.astype(np.float32)
     top, bottom, left, right = content_box(gray)
-    small = Image.fromarray(gray[top:bottom, left:right]).resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX)
-    return np.asarray(small, dtype=np.float32)
+    return cv2.resize(gray[top:bottom, left:right], (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA)
 
 
 BORDER_TOLERANCE = 8.0
@@ -116,13 +178,38 @@ def phash_of_thumbnail(thumb: np.ndarray) -> int:
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
 
+def dhash_of_thumbnail(thumb: np.ndarray) -> int:
+    """128-bit dHash: signs of the horizontal (9x8) then vertical (8x9) neighbour differences.
+
+    The second opinion on a pHash match: it looks at where edges are rather than at the
+    low-frequency layout, so two different studio shots with the same pose and background (close
+    in pHash) still differ here, while a resized, re-encoded or brightened copy does not."""
+    wide = cv2.resize(thumb, (HASH_SIZE + 1, HASH_SIZE), interpolation=cv2.INTER_AREA)
+    tall = cv2.resize(thumb, (HASH_SIZE, HASH_SIZE + 1), interpolation=cv2.INTER_AREA)
+    bits = np.concatenate([(wide[:, 1:] > wide[:, :-1]).ravel(), (tall[1:] > tall[:-1]).ravel()])
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+class Fingerprint(NamedTuple):
+    phash: int   # 64 bits: the key the neighbour search runs on
+    dhash: int   # 128 bits: the second opinion on each pHash match
+
+
+def fingerprint_of_thumbnail(thumb: np.ndarray) -> Fingerprint:
+    return Fingerprint(phash_of_thumbnail(thumb), dhash_of_thumbnail(thumb))
+
+
+def fingerprint_bytes(data: bytes, name: str = "image") -> Fingerprint:
+    return fingerprint_of_thumbnail(thumbnail(data, name))
+
+
 def phash_bytes(data: bytes, name: str = "image") -> int:
     return phash_of_thumbnail(thumbnail(data, name))
 
 
-def _hash_one(path: Path) -> tuple[int, str]:
+def _hash_one(path: Path) -> tuple[Fingerprint, str]:
     data = path.read_bytes()
-    return phash_bytes(data, str(path)), hashlib.sha256(data).hexdigest()
+    return fingerprint_bytes(data, str(path)), hashlib.sha256(data).hexdigest()
 
 
 def _workers() -> int:
@@ -133,12 +220,13 @@ def _workers() -> int:
     return max(1, min(8, cores))
 
 
-def _hash_many(paths: list[Path], progress: bool, desc: str = "hashing") -> dict[Path, tuple[int, str]]:
-    results: dict[Path, tuple[int, str]] = {}
+def _hash_many(paths: list[Path], progress: bool, desc: str = "hashing") -> dict[Path, tuple[Fingerprint, str]]:
+    results: dict[Path, tuple[Fingerprint, str]] = {}
     if not paths:
         return results
-    # Threads, not processes: Pillow releases the GIL while decoding; a process pool measured no
-    # faster on 2 cores, and forking a threaded caller (TensorFlow in the demo) can deadlock.
+    # Threads, not processes: OpenCV (and Pillow, for other formats) release the GIL while
+    # decoding; a process pool measured no faster on 2 cores, and forking a threaded caller
+    # (TensorFlow in the demo) can deadlock.
     with ThreadPoolExecutor(max_workers=_workers()) as pool, \
             tqdm(total=len(paths), desc=desc, unit="img", disable=not progress,
                  file=sys.stderr, dynamic_ncols=True) as bar:
@@ -150,10 +238,10 @@ def _hash_many(paths: list[Path], progress: bool, desc: str = "hashing") -> dict
     return results
 
 
-def hash_files(paths, progress: bool = False) -> dict[Path, int]:
-    """pHash of each image file (no dataset, no cache)."""
+def hash_files(paths, progress: bool = False) -> dict[Path, Fingerprint]:
+    """Fingerprint of each image file (no dataset, no cache)."""
     paths = [Path(p) for p in paths]
-    return {path: phash for path, (phash, _) in _hash_many(paths, progress).items()}
+    return {path: fingerprint for path, (fingerprint, _) in _hash_many(paths, progress).items()}
 
 
 # -- the dataset cache -----------------------------------------------------------------------------
@@ -161,8 +249,8 @@ def cache_path(dataset) -> Path:
     return dataset.cache / CACHE_NAME
 
 
-def _read_cache(path: Path) -> dict[str, tuple[int, int, int, str]]:
-    entries: dict[str, tuple[int, int, int, str]] = {}
+def _read_cache(path: Path) -> dict[str, tuple[int, int, Fingerprint, str]]:
+    entries: dict[str, tuple[int, int, Fingerprint, str]] = {}
     if not path.exists():
         return entries
     with open(path, encoding="utf-8") as handle:
@@ -172,25 +260,25 @@ def _read_cache(path: Path) -> dict[str, tuple[int, int, int, str]]:
                     return {}  # another format: derived data, rebuild it
                 continue
             parts = line.rstrip("\n").split("\t")
-            if len(parts) != 5:
+            if len(parts) != 6:
                 continue  # a damaged line only costs a re-hash
-            name, size, mtime, phash, sha = parts
+            name, size, mtime, phash, dhash, sha = parts
             try:
-                entries[name] = (int(size), int(mtime), int(phash, 16), sha)
+                entries[name] = (int(size), int(mtime), Fingerprint(int(phash, 16), int(dhash, 16)), sha)
             except ValueError:
                 continue
     return entries
 
 
-def _write_cache(path: Path, entries: dict[str, tuple[int, int, int, str]]) -> None:
+def _write_cache(path: Path, entries: dict[str, tuple[int, int, Fingerprint, str]]) -> None:
     lines = [CACHE_HEADER]
-    lines += [f"{name}\t{size}\t{mtime}\t{phash:016x}\t{sha}\n"
-              for name, (size, mtime, phash, sha) in sorted(entries.items())]
+    lines += [f"{name}\t{size}\t{mtime}\t{fp.phash:016x}\t{fp.dhash:032x}\t{sha}\n"
+              for name, (size, mtime, fp, sha) in sorted(entries.items())]
     atomic.write_text(path, "".join(lines))
 
 
-def image_records(dataset, files=None, progress: bool = True) -> dict[str, tuple[int, str]]:
-    """file name in images/ -> (pHash, sha256); only new or changed files are read again.
+def image_records(dataset, files=None, progress: bool = True) -> dict[str, tuple[Fingerprint, str]]:
+    """file name in images/ -> (Fingerprint, sha256); only new or changed files are read again.
 
     A file is unchanged when its size and mtime match the cache. The cache keeps entries of files
     no longer in images/ (quarantined ones come back on restore with the same bytes and mtime).
@@ -213,16 +301,19 @@ def image_records(dataset, files=None, progress: bool = True) -> dict[str, tuple
         if hit is None or hit[:2] != wanted[path.name]:
             stale.append(path)
     if stale:
-        for path, (phash, sha) in _hash_many(stale, progress).items():
+        for path, (fingerprint, sha) in _hash_many(stale, progress).items():
             size, mtime = wanted[path.name]
-            cache[path.name] = (size, mtime, phash, sha)
+            cache[path.name] = (size, mtime, fingerprint, sha)
         _write_cache(cache_file, cache)
+        for old in cache_file.parent.glob("phash-v*.tsv"):
+            if old.name != CACHE_NAME:
+                old.unlink()  # an older format's cache: derived data, now replaced
     return {name: (cache[name][2], cache[name][3]) for name in wanted}
 
 
-def image_hashes(dataset, files=None, progress: bool = True) -> dict[str, int]:
-    """file name in images/ -> 64-bit pHash, cached incrementally under dataset.cache."""
-    return {name: phash for name, (phash, _) in image_records(dataset, files, progress).items()}
+def image_hashes(dataset, files=None, progress: bool = True) -> dict[str, Fingerprint]:
+    """file name in images/ -> Fingerprint, cached incrementally under dataset.cache."""
+    return {name: fingerprint for name, (fingerprint, _) in image_records(dataset, files, progress).items()}
 
 
 # -- neighbours ------------------------------------------------------------------------------------
@@ -302,6 +393,39 @@ def near_pairs(hashes: dict, threshold: int, progress: bool = False) -> list[tup
     values = np.fromiter((hashes[k] for k in keys), dtype=np.uint64, count=len(keys))
     i, j, d = near_index_pairs(values, threshold, progress)
     return sorted((keys[a], keys[b], int(dist)) for a, b, dist in zip(i.tolist(), j.tolist(), d.tolist()))
+
+
+def similar_pairs(fingerprints: dict, threshold: int = DEFAULT_THRESHOLD,
+                  dhash_threshold: int = DEFAULT_DHASH_THRESHOLD, progress: bool = False) -> list[tuple]:
+    """[(key_a, key_b, pHash distance)] for every near-duplicate pair: pHashes within `threshold`
+    (found by near_pairs, without comparing all pairs) whose dHashes agree within
+    `dhash_threshold`. key_a < key_b, sorted."""
+    check_thresholds(threshold, dhash_threshold)
+    candidates = near_pairs({k: f.phash for k, f in fingerprints.items()}, threshold, progress)
+    if dhash_threshold >= DHASH_BITS:
+        return candidates
+    return [(a, b, d) for a, b, d in candidates
+            if hamming(fingerprints[a].dhash, fingerprints[b].dhash) <= dhash_threshold]
+
+
+def check_thresholds(threshold: int, dhash_threshold: int = DEFAULT_DHASH_THRESHOLD) -> None:
+    if not 0 <= threshold <= PHASH_BITS:
+        raise MasksetError(f"THRESHOLD={threshold}: must be a pHash distance from 0 to {PHASH_BITS} "
+                           f"(default {DEFAULT_THRESHOLD}; 0 = identical-looking only).")
+    if not 0 <= dhash_threshold <= DHASH_BITS:
+        raise MasksetError(f"DHASH_THRESHOLD={dhash_threshold}: must be a dHash distance from 0 to "
+                           f"{DHASH_BITS} (default {DEFAULT_DHASH_THRESHOLD}; {DHASH_BITS} = no "
+                           f"second opinion, pHash alone decides).")
+
+
+def add_threshold_options(parser) -> None:
+    """--threshold and --dhash-threshold, as `make dedupe` and `make split` both take them."""
+    parser.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD,
+                        help=f"pHash Hamming distance (of {PHASH_BITS} bits) at or below which two images "
+                             f"are near duplicates (default {DEFAULT_THRESHOLD}; 0 = identical-looking only)")
+    parser.add_argument("--dhash-threshold", type=int, default=DEFAULT_DHASH_THRESHOLD,
+                        help=f"... and their dHashes within this many bits (of {DHASH_BITS}): the second "
+                             f"opinion (default {DEFAULT_DHASH_THRESHOLD}; {DHASH_BITS} = pHash alone)")
 
 
 def groups(keys, pairs) -> list[list]:

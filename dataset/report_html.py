@@ -288,6 +288,7 @@ def _duplicates_section(report: DatasetReport, dataset: Dataset) -> str:
         return _section("duplicates", "Duplicates", body)
     conflicts = [c for c in dedupe.get("conflicts") or [] if isinstance(c, dict)]
     rows = [["pHash distance threshold", dedupe.get("threshold", "")],
+            ["dHash distance threshold", dedupe.get("dhash_threshold", "")],
             ["groups with more than one image", dedupe.get("groups", 0)],
             ["files quarantined", dedupe.get("quarantined", 0)],
             ["exact duplicates", dedupe.get("exact", 0)], ["near duplicates", dedupe.get("near", 0)],
@@ -361,6 +362,7 @@ def _split_section(report: DatasetReport) -> str:
     leakage = split.get("leakage") or {}
     facts = [["validation fraction", split.get("val", "")], ["seed", split.get("seed", "")],
              ["pHash threshold", split.get("threshold", "")],
+             ["dHash threshold", split.get("dhash_threshold", "")],
              ["near-duplicate groups", split.get("groups", "")],
              ["near-duplicate pairs kept on one side", leakage.get("near_duplicate_pairs", "")],
              ["pairs a random split would have put across", leakage.get("random_split_cross_pairs", "")]]

@@ -1,6 +1,6 @@
 """`make split VAL=0.2 SEED=n`: export/train.csv and export/val.csv from export/annotations.csv.
 
-Exact and near-duplicate images (pHash within `threshold`, see dataset.grouping) form one group,
+Exact and near-duplicate images (as `make dedupe` finds them: dataset.grouping) form one group,
 and a group is never split across train and val: otherwise val holds copies of training images
 and every score is inflated. Groups are assigned greedily, largest first, to keep each class's
 share of val boxes (and of images) close to VAL. The same input and seed give byte-identical
@@ -30,6 +30,7 @@ class SplitResult:
     random_cross_pairs: int           # of those, how many a plain random split would put across
     counts: dict                      # {"train"|"val": {"images": n, "boxes": {class: n}}}
     threshold: int
+    dhash_threshold: int = grouping.DEFAULT_DHASH_THRESHOLD
 
     def summary(self) -> str:
         lines = []
@@ -109,11 +110,14 @@ def random_split(images: list[str], share: float, seed: int) -> set[str]:
 
 
 def split(dataset: Dataset, val: float = 0.2, seed: int = 0, threshold: int | None = None,
-          progress: bool = True) -> tuple[SplitResult, list[list[str]], list[list[str]]]:
+          progress: bool = True, dhash_threshold: int | None = None
+          ) -> tuple[SplitResult, list[list[str]], list[list[str]]]:
     """The split and what write_split needs: the CSV rows and the near-duplicate groups."""
     if not 0 < val < 1:
         raise MasksetError(f"VAL={val}: the val share must be between 0 and 1 (e.g. VAL=0.2).")
     threshold = grouping.DEFAULT_THRESHOLD if threshold is None else threshold
+    dhash_threshold = grouping.DEFAULT_DHASH_THRESHOLD if dhash_threshold is None else dhash_threshold
+    grouping.check_thresholds(threshold, dhash_threshold)
     rows = read_annotations(dataset.export / "annotations.csv")
     by_image: dict[str, list[list[str]]] = defaultdict(list)
     for row in rows:
@@ -127,7 +131,7 @@ def split(dataset: Dataset, val: float = 0.2, seed: int = 0, threshold: int | No
 
     hashes = grouping.image_hashes(dataset, files=[name_of[p] for p in images], progress=progress)
     by_name = {name_of[p]: p for p in images}
-    pairs = [(by_name[a], by_name[b], d) for a, b, d in grouping.near_pairs(hashes, threshold)]
+    pairs = [(by_name[a], by_name[b], d) for a, b, d in grouping.similar_pairs(hashes, threshold, dhash_threshold)]
     image_groups = grouping.groups(images, [(a, b) for a, b, _ in pairs])
 
     def boxes(image_rows):
@@ -144,7 +148,7 @@ def split(dataset: Dataset, val: float = 0.2, seed: int = 0, threshold: int | No
         counts[assignment[image]]["boxes"] += boxes(by_image[image])
     counts = {k: {"images": v["images"], "boxes": dict(sorted(v["boxes"].items()))} for k, v in counts.items()}
     return SplitResult(assignment, sum(len(g) > 1 for g in image_groups), len(pairs), random_cross,
-                       counts, threshold), rows, image_groups
+                       counts, threshold, dhash_threshold), rows, image_groups
 
 
 def write_split(dataset: Dataset, result: SplitResult, rows, image_groups, val: float, seed: int) -> None:
@@ -152,7 +156,7 @@ def write_split(dataset: Dataset, result: SplitResult, rows, image_groups, val: 
         part_rows = [r for r in rows if result.assignment[r[0]] == part]
         atomic.write_text(dataset.export / f"{part}.csv", csv_text(part_rows))
     atomic.write_json(dataset.export / "split.json", {
-        "val": val, "seed": seed, "threshold": result.threshold,
+        "val": val, "seed": seed, "threshold": result.threshold, "dhash_threshold": result.dhash_threshold,
         "images": dict(sorted(result.assignment.items())),
         "groups": result.groups,
         "near_duplicate_groups": [g for g in image_groups if len(g) > 1],
@@ -162,8 +166,8 @@ def write_split(dataset: Dataset, result: SplitResult, rows, image_groups, val: 
 
 
 def make_split(dataset: Dataset, val: float = 0.2, seed: int = 0, threshold: int | None = None,
-               progress: bool = True) -> SplitResult:
-    result, rows, image_groups = split(dataset, val, seed, threshold, progress)
+               progress: bool = True, dhash_threshold: int | None = None) -> SplitResult:
+    result, rows, image_groups = split(dataset, val, seed, threshold, progress, dhash_threshold)
     write_split(dataset, result, rows, image_groups, val, seed)
     return result
 
@@ -172,12 +176,11 @@ def main(argv=None) -> int:
     p = parser("Split export/annotations.csv into train.csv and val.csv without near-duplicate leakage.")
     p.add_argument("--val", type=float, default=0.2, help="share of images for validation (default 0.2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threshold", type=int, help=f"pHash Hamming distance that makes two images near "
-                                                 f"duplicates (default {grouping.DEFAULT_THRESHOLD})")
+    grouping.add_threshold_options(p)
     args = p.parse_args(argv)
     dataset = dataset_from(args)
     with dataset.lock("split"):
-        result = make_split(dataset, args.val, args.seed, args.threshold)
+        result = make_split(dataset, args.val, args.seed, args.threshold, dhash_threshold=args.dhash_threshold)
     print(result.summary())
     print(f"wrote {dataset.export / 'train.csv'}, {dataset.export / 'val.csv'} and {dataset.export / 'split.json'}")
     return 0

@@ -68,7 +68,7 @@ def test_seed_voc_dedupe_restore_roundtrip(seed_dataset, seed_voc, artifacts):
     make("dedupe", data=data)
     report = json.loads((seed_dataset.export / "dedupe.json").read_text())
     # The hashes dedupe used (the files have moved, so read its cache).
-    cache = {line.split("\t")[0]: int(line.split("\t")[3], 16)
+    cache = {line.split("\t")[0]: (int(line.split("\t")[3], 16), int(line.split("\t")[4], 16))
              for line in grouping.cache_path(seed_dataset).read_text().splitlines() if not line.startswith("#")}
     sha = {Path(p).name: h for p, h in before.items() if p.startswith("images/")}
     assert set(cache) == set(sha)
@@ -81,7 +81,8 @@ def test_seed_voc_dedupe_restore_roundtrip(seed_dataset, seed_voc, artifacts):
 
     # Groups equal a brute-force reference over the same hashes (plus identical bytes).
     pairs = [(a, b) for a, b in itertools.combinations(sorted(cache), 2)
-             if (cache[a] ^ cache[b]).bit_count() <= report["threshold"] or sha[a] == sha[b]]
+             if (cache[a][0] ^ cache[b][0]).bit_count() <= report["threshold"]
+             and (cache[a][1] ^ cache[b][1]).bit_count() <= report["dhash_threshold"] or sha[a] == sha[b]]
     reference = [g for g in grouping.groups(sorted(cache), pairs) if len(g) > 1]
     found = sorted(sorted([d["keeper"], *(x["file"] for x in d["duplicates"])]) for d in report["details"])
     assert found == reference
@@ -210,7 +211,9 @@ def test_incremental_and_named_restore(sample_dataset):
 
 def test_bad_input_is_a_clear_error(sample_dataset, tmp_path):
     result = make("dedupe", "THRESHOLD=99", data=sample_dataset.root, check=False)
-    assert result.returncode != 0 and "--threshold 99" in result.stderr
+    assert result.returncode != 0 and "THRESHOLD=99: must be a pHash distance from 0 to 64" in result.stderr
+    result = make("dedupe", "DHASH_THRESHOLD=200", data=sample_dataset.root, check=False)
+    assert result.returncode != 0 and "DHASH_THRESHOLD=200: must be a dHash distance from 0 to 128" in result.stderr
     (sample_dataset.images / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
     result = make("dedupe", data=sample_dataset.root, check=False)
     assert result.returncode != 0 and "truncated.jpg" in result.stderr and "Traceback" not in result.stderr

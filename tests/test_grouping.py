@@ -46,6 +46,25 @@ def test_near_pairs_equal_brute_force(threshold):
         assert len(pairs) > 50  # the test data really exercises the search
 
 
+@pytest.mark.parametrize("threshold,dhash_threshold", [(10, 40), (14, 20), (8, 128)])
+def test_similar_pairs_equal_brute_force_over_both_hashes(threshold, dhash_threshold):
+    rng = random.Random(1)
+    prints = {k: grouping.Fingerprint(p, rng.getrandbits(1) and rng.getrandbits(128) or p << 64 | p)
+              for k, p in _clustered_hashes(seed=3).items()}
+    expected = [(a, b, d) for a, b, d in _brute_pairs({k: f.phash for k, f in prints.items()}, threshold)
+                if grouping.hamming(prints[a].dhash, prints[b].dhash) <= dhash_threshold]
+    found = grouping.similar_pairs(prints, threshold, dhash_threshold)
+    assert found == expected
+    assert dhash_threshold == 128 or len(found) < len(_brute_pairs({k: f.phash for k, f in prints.items()}, threshold))
+
+
+def test_thresholds_out_of_range_are_refused_with_the_range():
+    with pytest.raises(MasksetError, match=r"THRESHOLD=65: must be a pHash distance from 0 to 64"):
+        grouping.similar_pairs({}, 65)
+    with pytest.raises(MasksetError, match=r"DHASH_THRESHOLD=-1: .* from 0 to 128"):
+        grouping.similar_pairs({}, 10, -1)
+
+
 def test_near_pairs_edge_cases():
     assert grouping.near_pairs({}, 10) == []
     assert grouping.near_pairs({"a": 5}, 10) == []
@@ -89,16 +108,50 @@ def _scene(seed: int) -> Image.Image:
 
 def test_phash_is_robust_to_copies_and_tells_scenes_apart():
     original = _scene(1)
-    base = grouping.phash_bytes(jpeg_bytes(original))
     small = original.resize((240, 180), Image.LANCZOS)
     brighter = ImageEnhance.Brightness(original).enhance(1.2)
     png = io.BytesIO()
     original.save(png, "PNG")
     copies = [jpeg_bytes(small, 60), jpeg_bytes(brighter), png.getvalue()]
-    for data in copies:
-        assert grouping.hamming(base, grouping.phash_bytes(data)) <= grouping.DEFAULT_THRESHOLD
-    others = [grouping.phash_bytes(jpeg_bytes(_scene(s))) for s in range(2, 12)]
-    assert min(grouping.hamming(base, h) for h in others) > grouping.DEFAULT_THRESHOLD
+    others = [jpeg_bytes(_scene(s)) for s in range(2, 12)]
+    prints = {name: grouping.fingerprint_bytes(data) for name, data in
+              [("original", jpeg_bytes(original)), *((f"copy{i}", d) for i, d in enumerate(copies)),
+               *((f"other{i}", d) for i, d in enumerate(others))]}
+    pairs = grouping.similar_pairs(prints)
+    assert grouping.groups(sorted(prints), pairs)[0] == ["copy0", "copy1", "copy2", "original"]
+    assert not any("other" in a + b for a, b, _ in pairs)
+
+
+def test_jpeg_size_reads_the_frame_header_and_refuses_what_is_not_a_whole_jpeg():
+    image = _scene(3).resize((333, 215))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: the header keeps the stored size
+    for options in ({}, {"progressive": True}, {"exif": exif.tobytes()}, {"quality": 30, "optimize": True}):
+        out = io.BytesIO()
+        image.save(out, "JPEG", **options)
+        assert grouping.jpeg_size(out.getvalue()) == (333, 215), options
+    whole = jpeg_bytes(image)
+    png = io.BytesIO()
+    image.save(png, "PNG")
+    for data in (whole[: len(whole) // 2], png.getvalue(), b"", b"\xff\xd8\xff"):
+        assert grouping.jpeg_size(data) is None
+
+
+def test_jpeg_hash_follows_exif_orientation_and_matches_the_pillow_path():
+    # OpenCV decodes JPEGs; Pillow everything else. A rotated-by-EXIF copy must hash like the
+    # upright picture, and a PNG of it (Pillow's path) must land within a bit or two.
+    upright = _scene(4)
+    stored = upright.transpose(Image.ROTATE_90)  # EXIF 6 = rotate 270 to view = undo ROTATE_90
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = io.BytesIO()
+    stored.save(rotated, "JPEG", quality=95, exif=exif.tobytes())
+    png = io.BytesIO()
+    upright.save(png, "PNG")
+    base = grouping.phash_bytes(jpeg_bytes(upright, 95))
+    assert grouping.hamming(base, grouping.phash_bytes(rotated.getvalue())) <= 2
+    assert grouping.hamming(base, grouping.phash_bytes(png.getvalue())) <= 2
+    assert grouping.hamming(base, grouping.phash_bytes(jpeg_bytes(stored, 95))) > grouping.DEFAULT_THRESHOLD
 
 
 def test_broken_image_names_the_file(tmp_path):
@@ -119,17 +172,17 @@ def test_image_hashes_cache_is_incremental(tmp_path):
     assert cache.exists()
 
     # Prove the cache is read, not recomputed: plant a marker hash for an unchanged file.
-    text = cache.read_text().replace(f"{first['img1.jpg']:016x}", "00000000000000ff")
+    text = cache.read_text().replace(f"{first['img1.jpg'].phash:016x}", "00000000000000ff")
     cache.write_text(text)
-    assert grouping.image_hashes(dataset, progress=False)["img1.jpg"] == 0xFF
+    assert grouping.image_hashes(dataset, progress=False)["img1.jpg"].phash == 0xFF
 
     # A changed file (new bytes, new mtime) is hashed again; a new one is added.
     (dataset.images / "img1.jpg").write_bytes(jpeg_bytes(_scene(9)))
     os.utime(dataset.images / "img1.jpg", ns=(1, 1))
     (dataset.images / "new.jpg").write_bytes(jpeg_bytes(_scene(7)))
     again = grouping.image_hashes(dataset, progress=False)
-    assert again["img1.jpg"] == grouping.phash_bytes((dataset.images / "img1.jpg").read_bytes())
-    assert again["new.jpg"] == grouping.phash_bytes((dataset.images / "new.jpg").read_bytes())
+    assert again["img1.jpg"] == grouping.fingerprint_bytes((dataset.images / "img1.jpg").read_bytes())
+    assert again["new.jpg"] == grouping.fingerprint_bytes((dataset.images / "new.jpg").read_bytes())
     assert {k: again[k] for k in ("img0.jpg", "img2.jpg", "img3.jpg")} == \
            {k: first[k] for k in ("img0.jpg", "img2.jpg", "img3.jpg")}
     # files= limits the answer to those files.
