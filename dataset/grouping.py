@@ -8,7 +8,8 @@ Speed, measured in bench/bench_dedupe.py:
 - JPEGs are decoded at 1/2..1/8 scale (OpenCV's IMREAD_REDUCED_GRAYSCALE_*: the decoder skips
   most of the IDCT work) straight to grayscale, since pHash only looks at a 32x32 thumbnail's
   lowest frequencies.
-- Hashing runs in a thread pool: OpenCV releases the GIL for the whole decode.
+- Hashing runs on every core: in forked worker processes when the caller has no other threads
+  (the CLI), else in a thread pool (OpenCV releases the GIL for the whole decode).
 - Neighbours are found by multi-index hashing: split each hash into four 16-bit chunks; two
   hashes within distance t agree within t//4 bits on at least one chunk (pigeonhole), so only
   hashes in the few buckets near each chunk value are candidates. Bucket look-ups are numpy
@@ -18,9 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import multiprocessing
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from itertools import combinations
 from pathlib import Path
 from typing import NamedTuple
@@ -220,19 +223,41 @@ def _workers() -> int:
     return max(1, min(8, cores))
 
 
+PROCESS_MIN_FILES = 256   # below this, starting worker processes costs more than it saves
+PROCESS_CHUNK = 16        # files per task sent to a worker process
+
+
+def _fork_is_safe() -> bool:
+    """A forked child holds only the calling thread; a lock another thread held at that moment
+    stays locked in the child forever. So fork only a caller with no other threads (the CLI), not
+    one running TensorFlow's or a downloader's thread pools. tqdm's monitor thread is allowed: it
+    only touches progress bars, which the children never use."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    from tqdm._monitor import TMonitor
+    return all(t is threading.current_thread() or isinstance(t, TMonitor) for t in threading.enumerate())
+
+
+def _executor(count: int):
+    """(executor, chunksize). Processes where it is safe and worth it: OpenCV decodes with the GIL
+    released, but frame trimming and the two hashes hold it, so threads on 2 cores measured
+    10-15% slower than processes on the labelled set (bench/bench_dedupe.py)."""
+    workers = _workers()
+    if workers > 1 and count >= PROCESS_MIN_FILES and _fork_is_safe():
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")), PROCESS_CHUNK
+    return ThreadPoolExecutor(max_workers=workers), 1
+
+
 def _hash_many(paths: list[Path], progress: bool, desc: str = "hashing") -> dict[Path, tuple[Fingerprint, str]]:
     results: dict[Path, tuple[Fingerprint, str]] = {}
     if not paths:
         return results
-    # Threads, not processes: OpenCV (and Pillow, for other formats) release the GIL while
-    # decoding; a process pool measured no faster on 2 cores, and forking a threaded caller
-    # (TensorFlow in the demo) can deadlock.
-    with ThreadPoolExecutor(max_workers=_workers()) as pool, \
-            tqdm(total=len(paths), desc=desc, unit="img", disable=not progress,
-                 file=sys.stderr, dynamic_ncols=True) as bar:
+    executor, chunk = _executor(len(paths))  # before the bar: its monitor thread starts with it
+    with executor as pool, tqdm(total=len(paths), desc=desc, unit="img", disable=not progress,
+                                file=sys.stderr, dynamic_ncols=True) as bar:
         for start in range(0, len(paths), BATCH):  # bounded: no 100k pending futures at once
             batch = paths[start:start + BATCH]
-            for path, result in zip(batch, pool.map(_hash_one, batch)):
+            for path, result in zip(batch, pool.map(_hash_one, batch, chunksize=chunk)):
                 results[path] = result
                 bar.update()
     return results

@@ -5,6 +5,7 @@ import io
 import itertools
 import os
 import random
+import threading
 
 import numpy as np
 import pytest
@@ -159,6 +160,39 @@ def test_broken_image_names_the_file(tmp_path):
     bad.write_bytes(jpeg_bytes(_scene(1))[:300])
     with pytest.raises(MasksetError, match="broken.jpg"):
         grouping.hash_files([bad])
+
+
+def test_worker_processes_and_threads_hash_alike_and_name_a_broken_file(tmp_path, monkeypatch):
+    scene = _scene(5).resize((96, 72))
+    paths = []
+    for i in range(grouping.PROCESS_MIN_FILES + 20):
+        path = tmp_path / f"{i:03d}.jpg"
+        path.write_bytes(jpeg_bytes(ImageEnhance.Brightness(scene).enhance(0.5 + i / 300), 80))
+        paths.append(path)
+    forks = []
+    real_executor = grouping._executor
+    monkeypatch.setattr(grouping, "_fork_is_safe", lambda: True)  # other tests may leave idle threads
+    monkeypatch.setattr(grouping, "_executor", lambda n: forks.append(real_executor(n)) or forks[-1])
+    in_processes = grouping.hash_files(paths)
+    assert isinstance(forks[-1][0], grouping.ProcessPoolExecutor)
+    paths[200].write_bytes(paths[200].read_bytes()[:200])
+    with pytest.raises(MasksetError, match="200.jpg: cannot decode"):
+        grouping.hash_files(paths)
+    monkeypatch.setattr(grouping, "_fork_is_safe", lambda: False)
+    paths[200].write_bytes(jpeg_bytes(ImageEnhance.Brightness(scene).enhance(0.5 + 200 / 300), 80))
+    assert grouping.hash_files(paths) == in_processes
+    assert isinstance(forks[-1][0], grouping.ThreadPoolExecutor)
+
+
+def test_fork_is_refused_while_another_thread_runs():
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    try:
+        assert not grouping._fork_is_safe()
+    finally:
+        release.set()
+        worker.join()
 
 
 def test_image_hashes_cache_is_incremental(tmp_path):
