@@ -21,6 +21,7 @@ import hashlib
 import io
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -238,13 +239,19 @@ def _fork_is_safe() -> bool:
     return all(t is threading.current_thread() or isinstance(t, TMonitor) for t in threading.enumerate())
 
 
+def _leave_ctrl_c_to_the_parent() -> None:
+    # Ctrl-C reaches the whole process group: without this every worker prints a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _executor(count: int):
     """(executor, chunksize). Processes where it is safe and worth it: OpenCV decodes with the GIL
     released, but frame trimming and the two hashes hold it, so threads on 2 cores measured
     10-15% slower than processes on the labelled set (bench/bench_dedupe.py)."""
     workers = _workers()
     if workers > 1 and count >= PROCESS_MIN_FILES and _fork_is_safe():
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")), PROCESS_CHUNK
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_leave_ctrl_c_to_the_parent), PROCESS_CHUNK
     return ThreadPoolExecutor(max_workers=workers), 1
 
 
