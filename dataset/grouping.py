@@ -259,7 +259,7 @@ def _hash_many(paths: list[Path], progress: bool, desc: str = "hashing") -> dict
     results: dict[Path, tuple[Fingerprint, str]] = {}
     if not paths:
         return results
-    executor, chunk = _executor(len(paths))  # before the bar: its monitor thread starts with it
+    executor, chunk = _executor(len(paths))
     with executor as pool, tqdm(total=len(paths), desc=desc, unit="img", disable=not progress,
                                 file=sys.stderr, dynamic_ncols=True) as bar:
         for start in range(0, len(paths), BATCH):  # bounded: no 100k pending futures at once
