@@ -39,6 +39,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -306,6 +307,17 @@ def finish(process: subprocess.Popen, timeout=30) -> str:
         os.killpg(process.pid, signal.SIGTERM)
         output, _ = process.communicate(timeout=10)
     return output
+
+
+@contextmanager
+def output_shown_on_failure(process: subprocess.Popen):
+    """Drive the window inside this block. If anything in it fails, make's output (labelImg's own
+    traceback, if it died) is printed and make is stopped before the failure goes on."""
+    try:
+        yield
+    except BaseException:
+        print(finish(process, timeout=5))
+        raise
 
 
 class LabelImgWindow:

@@ -18,7 +18,7 @@ from dataset import voc
 from dataset.layout import Dataset
 from dataset.validate import validate
 from gui import (MARKER_C, GuiError, LabelImgWindow, VirtualDisplay, finish,
-                 marker_image, start_make)
+                 marker_image, output_shown_on_failure, start_make)
 from helpers import make
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("gui_tools")]
@@ -60,7 +60,7 @@ def new_dataset(root: Path, names) -> Dataset:
 def draw_save_zoom_scroll_next(screen, dataset: Dataset, artifacts: Path, shot: str, **env):
     """The issue's scenario; returns make's output. Raises GuiError when labelImg dies."""
     process = start_annotate(screen, dataset.root, **env)
-    try:
+    with output_shown_on_failure(process):
         window = LabelImgWindow.wait(screen, process=process)
         window.fit()
         # every image is still to do here: labelImg counts them all
@@ -99,9 +99,6 @@ def draw_save_zoom_scroll_next(screen, dataset: Dataset, artifacts: Path, shot: 
         window.require_alive("moving to the next image")
         window.close()
         output = finish(process)
-    except BaseException:
-        print(finish(process, timeout=5))
-        raise
     return output
 
 
@@ -152,7 +149,7 @@ def test_existing_annotation_edited_not_overwritten_and_draft_reviewed(screen, t
     user_bytes = user_settings.read_bytes()
 
     process = start_annotate(screen, dataset.root, "ALL=1", HOME=home)
-    try:
+    with output_shown_on_failure(process):
         window = LabelImgWindow.wait(screen, process=process)
         window.fit()
         assert "a_kept.jpg" in window.title()
@@ -170,9 +167,6 @@ def test_existing_annotation_edited_not_overwritten_and_draft_reviewed(screen, t
         window.require_alive("reviewing the draft")
         window.close()
         output = finish(process)
-    except BaseException:
-        print(finish(process, timeout=5))
-        raise
 
     assert dataset.annotation_for("a_kept.jpg").read_bytes() == before["a_kept"]
     edited = boxes(dataset.annotation_for("b_edit.jpg"))

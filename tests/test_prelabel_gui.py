@@ -8,16 +8,12 @@ the draft nobody saved stays pending and byte-for-byte as prelabel wrote it.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 
 import pytest
 
 from dataset import voc
 from dataset.validate import validate
-from gui import LabelImgWindow, VirtualDisplay
-from helpers import REPO
+from gui import LabelImgWindow, VirtualDisplay, output_shown_on_failure, start_make
 from test_prelabel import _seed_dataset
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("gui_tools")]
@@ -30,11 +26,8 @@ def test_a_draft_saved_in_labelimg_counts_as_reviewed(tmp_path, seed_voc, artifa
     dataset = _seed_dataset(tmp_path, seed_voc, annotated=ANNOTATED, unannotated=DRAFTED)
     first, second = (dataset.annotation_for(f"{s}.jpg") for s in DRAFTED)
     with VirtualDisplay(size=(1280, 900)) as screen:
-        command = ["make", "--no-print-directory", "-C", str(REPO), "annotate", f"DATA={dataset.root}",
-                   "PRELABEL=face"]
-        process = subprocess.Popen(command, env=screen.env(), stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        try:
+        process = start_make(screen, "annotate", dataset.root, "PRELABEL=face")
+        with output_shown_on_failure(process):
             window = LabelImgWindow.wait(screen, process=process, timeout=120)
             # prelabel ran before labelImg opened: both photos have drafts now
             draft = voc.parse(first)
@@ -48,10 +41,6 @@ def test_a_draft_saved_in_labelimg_counts_as_reviewed(tmp_path, seed_voc, artifa
             window.require_alive("saving the draft")
             window.close()
             output, _ = process.communicate(timeout=30)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.communicate(timeout=10)
 
     assert "prelabel: drafted 2 images" in output, output
     saved = voc.parse(first)
