@@ -156,13 +156,9 @@ SWEEP_DHASH = (24, 32, 40, 48, grouping.DHASH_BITS)
 def seed_merges():
     """A function (threshold, dhash_threshold) -> how many groups of the whole seed data hold more
     than one labelled-set original (different pictures merged), and the number of originals."""
-    import hashlib
-    paths = sorted(labelled.SEED_IMAGES.iterdir())
-    prints = {p.name: f for p, f in grouping.hash_files(paths).items()}
-    by_bytes: dict[str, list[str]] = {}
-    for path in paths:
-        by_bytes.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), []).append(path.name)
-    exact = [(names[0], other, 0) for names in by_bytes.values() for other in names[1:]]
+    records = grouping.hash_records(sorted(labelled.SEED_IMAGES.iterdir()))
+    prints = {p.name: fingerprint for p, (fingerprint, _) in records.items()}
+    exact = grouping.same_bytes_pairs({p.name: sha for p, (_, sha) in records.items()})
     originals = {p.name for p in labelled.originals()}
 
     def merged(threshold: int, dhash_threshold: int) -> int:

@@ -102,14 +102,14 @@ def originals(seed_images: Path = SEED_IMAGES, threshold: int = ORIGINALS_THRESH
     import imagehash
 
     paths = sorted(p for p in seed_images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    hashes, by_bytes = {}, {}
+    hashes, digests = {}, {}
     for path in paths:
         data = path.read_bytes()
         with Image.open(io.BytesIO(data)) as image:
             hashes[path.name] = int(str(imagehash.phash(ImageOps.exif_transpose(image))), 16)
-        by_bytes.setdefault(hashlib.sha256(data).hexdigest(), []).append(path.name)
+        digests[path.name] = hashlib.sha256(data).hexdigest()
     pairs = [(a, b) for a, b, _ in grouping.near_pairs(hashes, threshold)]
-    pairs += [(names[0], other) for names in by_bytes.values() for other in names[1:]]
+    pairs += [(a, b) for a, b, _ in grouping.same_bytes_pairs(digests)]
     pairs += [pair for pair in SAME_PICTURE if all(name in hashes for name in pair)]
     return [seed_images / g[0] for g in grouping.groups(sorted(hashes), pairs)]
 

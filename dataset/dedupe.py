@@ -93,7 +93,7 @@ class Plan:
     images: int
     groups: list[Group]
     conflicts: list[Conflict]
-    dhash_threshold: int = grouping.DEFAULT_DHASH_THRESHOLD
+    dhash_threshold: int
 
     @property
     def moves(self) -> list[Duplicate]:
@@ -161,12 +161,8 @@ def plan(dataset: Dataset, threshold: int = grouping.DEFAULT_THRESHOLD, progress
     grouping.check_thresholds(threshold, dhash_threshold)
     records = grouping.image_records(dataset, progress=progress)
     hashes = {name: fingerprint for name, (fingerprint, _) in records.items()}
-    # Exact copies join through the sha256 even at threshold 0 of a lossy hash.
-    by_sha: dict[str, list[str]] = {}
-    for name, (_, sha) in records.items():
-        by_sha.setdefault(sha, []).append(name)
     pairs = grouping.similar_pairs(hashes, threshold, dhash_threshold, progress=progress)
-    pairs += [(names[0], other, 0) for names in by_sha.values() for other in names[1:]]
+    pairs += grouping.same_bytes_pairs({name: sha for name, (_, sha) in records.items()})
     state = manifest.state(dataset)
     curated = {f for f, r in state.items() if r.get("event") == manifest.RESTORED and r.get("keep")}
 

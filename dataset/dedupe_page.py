@@ -110,7 +110,8 @@ def write_page(dataset, the_plan, dry_run: bool, progress: bool = True) -> Path:
     head = (f"<h1>Duplicates in <code>{html.escape(str(dataset.root))}</code></h1>"
             f'<p class="summary">{the_plan.images} images, {len(the_plan.groups)} groups, '
             f"{len(moves)} duplicates ({exact} exact, {len(moves) - exact} near), "
-            f"{len(the_plan.conflicts)} conflicts; pHash threshold {the_plan.threshold}, dHash threshold {the_plan.dhash_threshold}. "
+            f"{len(the_plan.conflicts)} conflicts; pHash threshold {the_plan.threshold}, "
+            f"dHash threshold {the_plan.dhash_threshold}. "
             f"Green: the copy kept (annotated first, then larger, then larger file); d = pHash "
             f"bits from it.</p>")
     if dry_run:

@@ -47,7 +47,7 @@ HASH_SIZE = 8          # 8x8 low-frequency DCT coefficients -> 64 bits
 PHASH_BITS = HASH_SIZE * HASH_SIZE
 DHASH_BITS = 2 * HASH_SIZE * HASH_SIZE
 THUMB_SIZE = 32        # pHash's thumbnail: 4x the hash size, as in the original pHash
-BATCH = 2048         # files handed to the thread pool at a time
+BATCH = 2048         # files handed to the worker pool at a time
 CACHE_NAME = "phash-v2.tsv"  # v2: OpenCV decode (pHashes moved ~1 bit from v1's), dHash added
 CACHE_HEADER = "# maskset pHash cache v2: name\tsize\tmtime_ns\tphash(hex)\tdhash(hex)\tsha256\n"
 
@@ -186,8 +186,9 @@ def dhash_of_thumbnail(thumb: np.ndarray) -> int:
     """128-bit dHash: signs of the horizontal (9x8) then vertical (8x9) neighbour differences.
 
     The second opinion on a pHash match: it looks at where edges are rather than at the
-    low-frequency layout, so two different studio shots with the same pose and background (close
-    in pHash) still differ here, while a resized, re-encoded or brightened copy does not."""
+    low-frequency layout, so two different photos that pHash happens to call close usually differ
+    here, while a resized, re-encoded or brightened copy does not. (Two shots of one studio series
+    do not: same model and backdrop, another pose.)"""
     wide = cv2.resize(thumb, (HASH_SIZE + 1, HASH_SIZE), interpolation=cv2.INTER_AREA)
     tall = cv2.resize(thumb, (HASH_SIZE, HASH_SIZE + 1), interpolation=cv2.INTER_AREA)
     bits = np.concatenate([(wide[:, 1:] > wide[:, :-1]).ravel(), (tall[1:] > tall[:-1]).ravel()])
@@ -205,10 +206,6 @@ def fingerprint_of_thumbnail(thumb: np.ndarray) -> Fingerprint:
 
 def fingerprint_bytes(data: bytes, name: str = "image") -> Fingerprint:
     return fingerprint_of_thumbnail(thumbnail(data, name))
-
-
-def phash_bytes(data: bytes, name: str = "image") -> int:
-    return phash_of_thumbnail(thumbnail(data, name))
 
 
 def _hash_one(path: Path) -> tuple[Fingerprint, str]:
@@ -270,10 +267,14 @@ def _hash_many(paths: list[Path], progress: bool, desc: str = "hashing") -> dict
     return results
 
 
+def hash_records(paths, progress: bool = False) -> dict[Path, tuple[Fingerprint, str]]:
+    """(Fingerprint, sha256) of each image file, each file read once (no dataset, no cache)."""
+    return _hash_many([Path(p) for p in paths], progress)
+
+
 def hash_files(paths, progress: bool = False) -> dict[Path, Fingerprint]:
     """Fingerprint of each image file (no dataset, no cache)."""
-    paths = [Path(p) for p in paths]
-    return {path: fingerprint for path, (fingerprint, _) in _hash_many(paths, progress).items()}
+    return {path: fingerprint for path, (fingerprint, _) in hash_records(paths, progress).items()}
 
 
 # -- the dataset cache -----------------------------------------------------------------------------
@@ -438,6 +439,15 @@ def similar_pairs(fingerprints: dict, threshold: int = DEFAULT_THRESHOLD,
         return candidates
     return [(a, b, d) for a, b, d in candidates
             if hamming(fingerprints[a].dhash, fingerprints[b].dhash) <= dhash_threshold]
+
+
+def same_bytes_pairs(digests: dict) -> list[tuple]:
+    """[(first key, other key, 0)] joining every key to the first key with the same digest: exact
+    copies, which must group together whatever the thresholds (even 0 of a lossy hash)."""
+    by_digest: dict = {}
+    for key in sorted(digests):
+        by_digest.setdefault(digests[key], []).append(key)
+    return [(keys[0], other, 0) for keys in by_digest.values() for other in keys[1:]]
 
 
 def check_thresholds(threshold: int, dhash_threshold: int = DEFAULT_DHASH_THRESHOLD) -> None:

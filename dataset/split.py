@@ -30,7 +30,7 @@ class SplitResult:
     random_cross_pairs: int           # of those, how many a plain random split would put across
     counts: dict                      # {"train"|"val": {"images": n, "boxes": {class: n}}}
     threshold: int
-    dhash_threshold: int = grouping.DEFAULT_DHASH_THRESHOLD
+    dhash_threshold: int
 
     def summary(self) -> str:
         lines = []

@@ -66,6 +66,12 @@ def test_thresholds_out_of_range_are_refused_with_the_range():
         grouping.similar_pairs({}, 10, -1)
 
 
+def test_same_bytes_pairs_join_each_copy_to_the_first_name():
+    digests = {"c.jpg": "x", "a.jpg": "x", "b.jpg": "y", "d.jpg": "x", "e.jpg": "z"}
+    assert grouping.same_bytes_pairs(digests) == [("a.jpg", "c.jpg", 0), ("a.jpg", "d.jpg", 0)]
+    assert grouping.same_bytes_pairs({}) == []
+
+
 def test_near_pairs_edge_cases():
     assert grouping.near_pairs({}, 10) == []
     assert grouping.near_pairs({"a": 5}, 10) == []
@@ -149,10 +155,10 @@ def test_jpeg_hash_follows_exif_orientation_and_matches_the_pillow_path():
     stored.save(rotated, "JPEG", quality=95, exif=exif.tobytes())
     png = io.BytesIO()
     upright.save(png, "PNG")
-    base = grouping.phash_bytes(jpeg_bytes(upright, 95))
-    assert grouping.hamming(base, grouping.phash_bytes(rotated.getvalue())) <= 2
-    assert grouping.hamming(base, grouping.phash_bytes(png.getvalue())) <= 2
-    assert grouping.hamming(base, grouping.phash_bytes(jpeg_bytes(stored, 95))) > grouping.DEFAULT_THRESHOLD
+    base = grouping.fingerprint_bytes(jpeg_bytes(upright, 95)).phash
+    assert grouping.hamming(base, grouping.fingerprint_bytes(rotated.getvalue()).phash) <= 2
+    assert grouping.hamming(base, grouping.fingerprint_bytes(png.getvalue()).phash) <= 2
+    assert grouping.hamming(base, grouping.fingerprint_bytes(jpeg_bytes(stored, 95)).phash) > grouping.DEFAULT_THRESHOLD
 
 
 def test_broken_image_names_the_file(tmp_path):
