@@ -108,7 +108,7 @@ demo: $(STAMP)
 	$(PY) demo.py $(call opt,--data,$(DEMO_DATA)) $(call flag,--quick,$(QUICK))
 
 test: $(STAMP)
-	@$(PY) scripts/check_system.py --require test
+	@$(PY) scripts/check_system.py --require test --install
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 bench-setup: $(STAMP)

@@ -1,32 +1,64 @@
-"""Check the Debian packages maskset's stages need and say exactly what to install.
+"""The one list of what the machine needs beyond .venv, and the check (and install) of it.
 
-`--require test` exits 1 when anything the test suite needs is missing; without it this only
-warns (the demo and most stages need none of them).
+Every program or shared library that a stage or a test runs is listed here, with the Debian
+package that provides it. `make check-system` reports what is missing; `make test` runs
+`--require test --install`, which installs what is missing when it can (as root, or through
+sudo without a password), printing the exact command first, and otherwise prints the command
+and stops. `.ci/run` installs `--apt-packages` from this same list. tests/test_system_list.py
+fails when any code runs a program this list does not know.
+
+`make demo` needs none of it.
 """
 from __future__ import annotations
 
 import argparse
 import ctypes.util
 import glob
+import os
 import shutil
+import subprocess
 import sys
+from dataclasses import dataclass
 
-# (Debian package, how to detect it, which stage needs it)
-COMMANDS = [
-    ("chromium", ["chromium", "chromium-browser"], "scrape ENGINE=selenium, report screenshot test"),
-    ("chromium-driver", ["chromedriver"], "scrape ENGINE=selenium"),
-    ("xvfb", ["Xvfb"], "annotate on a headless machine, the GUI tests"),
-    ("xdotool", ["xdotool"], "the GUI tests"),
+
+@dataclass(frozen=True)
+class Need:
+    package: str            # the Debian package
+    provides: tuple         # commands (on PATH) or shared libraries (lib*.so.N) it gives
+    why: str                # which stage or test runs it
+
+
+# Programs: run by a stage or a test (the GUI tests' screenshots use Pillow, not a program).
+PROGRAMS = [
+    Need("chromium", ("chromium",), "scrape ENGINE=selenium, the page screenshot tests"),
+    Need("chromium-driver", ("chromedriver",), "scrape ENGINE=selenium"),
+    Need("xvfb", ("Xvfb",), "annotate on a headless machine, the GUI and live-window tests"),
+    Need("xdotool", ("xdotool",), "the GUI tests drive labelImg's window with it"),
 ]
-LIBRARIES = [  # (Debian package, shared library file name) needed by Qt's xcb platform plugin
-    ("libxkbcommon-x11-0", "libxkbcommon-x11.so.0"), ("libxcb-icccm4", "libxcb-icccm.so.4"),
-    ("libxcb-image0", "libxcb-image.so.0"), ("libxcb-keysyms1", "libxcb-keysyms.so.1"),
-    ("libxcb-randr0", "libxcb-randr.so.0"), ("libxcb-render-util0", "libxcb-render-util.so.0"),
-    ("libxcb-shape0", "libxcb-shape.so.0"), ("libxcb-xinerama0", "libxcb-xinerama.so.0"),
-    ("libxcb-xfixes0", "libxcb-xfixes.so.0"), ("libxcb-cursor0", "libxcb-cursor.so.0"),
-    ("libgl1", "libGL.so.1"), ("libfontconfig1", "libfontconfig.so.1"), ("libdbus-1-3", "libdbus-1.so.3"),
+# Shared libraries Qt's xcb platform plugin (labelImg) loads.
+LIBRARIES = [
+    Need("libxkbcommon-x11-0", ("libxkbcommon-x11.so.0",), "labelImg (Qt xcb)"),
+    Need("libxcb-icccm4", ("libxcb-icccm.so.4",), "labelImg (Qt xcb)"),
+    Need("libxcb-image0", ("libxcb-image.so.0",), "labelImg (Qt xcb)"),
+    Need("libxcb-keysyms1", ("libxcb-keysyms.so.1",), "labelImg (Qt xcb)"),
+    Need("libxcb-randr0", ("libxcb-randr.so.0",), "labelImg (Qt xcb)"),
+    Need("libxcb-render-util0", ("libxcb-render-util.so.0",), "labelImg (Qt xcb)"),
+    Need("libxcb-shape0", ("libxcb-shape.so.0",), "labelImg (Qt xcb)"),
+    Need("libxcb-xinerama0", ("libxcb-xinerama.so.0",), "labelImg (Qt xcb)"),
+    Need("libxcb-xfixes0", ("libxcb-xfixes.so.0",), "labelImg (Qt xcb)"),
+    Need("libxcb-cursor0", ("libxcb-cursor.so.0",), "labelImg (Qt xcb)"),
+    Need("libgl1", ("libGL.so.1",), "labelImg (Qt), OpenCV"),
+    Need("libfontconfig1", ("libfontconfig.so.1",), "labelImg (Qt)"),
+    Need("libdbus-1-3", ("libdbus-1.so.3",), "labelImg (Qt)"),
 ]
-APT_PACKAGES = [name for name, *_ in COMMANDS] + [name for name, _ in LIBRARIES]
+NEEDS = PROGRAMS + LIBRARIES
+APT_PACKAGES = [need.package for need in NEEDS]
+# The programs code may run: what tests/test_system_list.py checks every subprocess call against.
+KNOWN_PROGRAMS = {command for need in PROGRAMS for command in need.provides} | {
+    "make",  # the tests run stages as a user does; .ci/run installs make
+}
+
+INSTALLERS = {"apt-get", "sudo"}  # what this script itself runs to install the list
 
 
 def _has_library(filename: str) -> bool:
@@ -34,28 +66,72 @@ def _has_library(filename: str) -> bool:
     return any(glob.glob(p) for p in patterns) or bool(ctypes.util.find_library(filename.split(".so")[0][3:]))
 
 
-def missing_packages() -> list[tuple[str, str]]:
-    missing = [(pkg, need) for pkg, cmds, need in COMMANDS if not any(shutil.which(c) for c in cmds)]
-    missing += [(pkg, "labelImg (Qt xcb)") for pkg, lib in LIBRARIES if not _has_library(lib)]
-    return missing
+def _present(item: str) -> bool:
+    return _has_library(item) if ".so" in item else shutil.which(item) is not None
+
+
+def missing() -> list[Need]:
+    return [need for need in NEEDS if not all(_present(item) for item in need.provides)]
+
+
+def install_command(packages: list[str]) -> list[list[str]]:
+    """The apt-get commands that install `packages` (with sudo when not root)."""
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    return [sudo + ["apt-get", "update", "-qq"],
+            sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]]
+
+
+def can_install() -> bool:
+    if not shutil.which("apt-get"):
+        return False
+    if os.geteuid() == 0:
+        return True
+    return shutil.which("sudo") is not None and subprocess.run(
+        ["sudo", "-n", "true"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+def _shown(command: list[str]) -> str:
+    return " ".join(command)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--require", choices=["test"], help="fail when something is missing")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--require", choices=["test"], help="exit 1 when something is still missing")
+    parser.add_argument("--install", action="store_true",
+                        help="install what is missing when possible (root, or sudo without a password)")
+    parser.add_argument("--apt-packages", action="store_true", help="print the whole package list and exit")
     args = parser.parse_args(argv)
-    missing = missing_packages()
-    if not missing:
+    if args.apt_packages:
+        print(" ".join(APT_PACKAGES))
+        return 0
+    absent = missing()
+    if not absent:
         print("check-system: all system packages present")
         return 0
-    stream = sys.stderr
-    print("check-system: missing Debian packages:", file=stream)
-    for pkg, need in missing:
-        print(f"  {pkg:22s} needed by {need}", file=stream)
-    print("install them with:\n  sudo apt-get update && sudo apt-get install -y "
-          + " ".join(pkg for pkg, _ in missing), file=stream)
+    err = sys.stderr
+    print("check-system: missing Debian packages:", file=err)
+    for need in absent:
+        print(f"  {need.package:22s} needed by {need.why}", file=err)
+    commands = install_command([need.package for need in absent])
+    if args.install and can_install():
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in commands:
+            print(f"check-system: running: {_shown(command)}", file=err, flush=True)
+            if subprocess.run(command, env=env).returncode != 0:
+                print(f"error: `{_shown(command)}` failed; run it by hand, then retry.", file=err)
+                return 1
+        absent = missing()
+        if not absent:
+            print("check-system: installed; all system packages present")
+            return 0
+        print("error: still missing after the install: " + " ".join(n.package for n in absent), file=err)
+        return 1
+    packages = " ".join(need.package for need in absent)
+    manual = f"sudo apt-get update && sudo apt-get install -y --no-install-recommends {packages}"
+    print(f"install them with:\n  {manual}", file=err)
     if args.require:
-        print(f"error: `make {args.require}` needs these packages.", file=stream)
+        why = "" if not args.install else " (this user cannot install: not root, and sudo asks for a password)"
+        print(f"error: `make {args.require}` needs these packages{why}.", file=err)
         return 1
     return 0
 

@@ -54,6 +54,6 @@ def sample_dataset(tmp_path, sample_src):
 def gui_tools():
     """Fail (never skip) when Xvfb or xdotool is missing: the GUI tests are the proof that
     labelImg works, so a machine without them must not pass quietly."""
-    from gui import missing_tools
+    from gui import INSTALL_HINT, missing_tools
     if missing_tools():
-        pytest.fail(f"the GUI tests need {', '.join(missing_tools())}: apt-get install -y xvfb xdotool")
+        pytest.fail(f"the GUI tests need {', '.join(missing_tools())}: {INSTALL_HINT}")

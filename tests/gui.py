@@ -37,7 +37,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,7 +44,10 @@ from pathlib import Path
 
 import numpy as np
 
-REQUIRED = ("Xvfb", "xdotool", "import")  # import: ImageMagick's screenshot tool
+REQUIRED = ("Xvfb", "xdotool")  # screenshots: Pillow's ImageGrab over XCB
+# scripts/check_system.py is the one list of system packages; `make test` installs from it
+INSTALL_HINT = "they come from scripts/check_system.py's list: `make test` installs them as root, " \
+               "or run `make check-system` for the apt-get line"
 
 
 def missing_tools() -> list[str]:
@@ -68,7 +70,7 @@ class VirtualDisplay:
     def start(self) -> "VirtualDisplay":
         missing = missing_tools()
         if missing:
-            raise GuiError(f"missing {', '.join(missing)}: apt-get install xvfb xdotool imagemagick")
+            raise GuiError(f"missing {', '.join(missing)}: {INSTALL_HINT}")
         read_fd, write_fd = os.pipe()
         width, height = self.size
         self._server = subprocess.Popen(
@@ -190,21 +192,21 @@ class VirtualDisplay:
         self.xdotool("windowfocus", "--sync", window)
 
     # -- pictures -------------------------------------------------------------------------------
+    def _image(self):
+        """The whole screen as a Pillow image, read over the X connection (Pillow's XCB
+        support): no screenshot program to install."""
+        from PIL import ImageGrab
+        return ImageGrab.grab(xdisplay=self.display).convert("RGB")
+
     def screenshot(self, path: Path | str) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["import", "-display", self.display, "-window", "root", str(path)],
-                       check=True, capture_output=True, timeout=30)
+        self._image().save(path)
         return path
 
     def grab(self) -> np.ndarray:
         """The screen now, as an H x W x 3 uint8 RGB array."""
-        from PIL import Image
-        # through a PNG file: `import ... ppm:-` to a pipe takes seconds, a file a tenth of one
-        with tempfile.TemporaryDirectory(prefix="maskset-grab-") as folder:
-            path = self.screenshot(Path(folder) / "screen.png")
-            with Image.open(path) as image:
-                return np.asarray(image.convert("RGB"))
+        return np.asarray(self._image())
 
     def settled_marker(self, rgb, timeout=10.0) -> "Marker":
         """find_marker on the screen, once two screenshots in a row agree (painting is done)."""
