@@ -10,11 +10,11 @@ A draft (`maskset-draft` attribute, from `make prelabel`) becomes a reviewed ann
 person saves it: labelImg writes the file afresh, without the attribute.
 
 The pure core: `images_to_annotate`, `annotation_states`, `session_summary`, `keep_previous`,
-`drop_unchanged`; `annotate` runs one session; `main` is the CLI.
+`drop_unchanged`; `annotate` runs one session (annotation/commands.py is the CLI).
 """
 from __future__ import annotations
 
-import json
+import logging
 import os
 import re
 import subprocess
@@ -25,12 +25,14 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from dataset import atomic, manifest, voc
-from dataset.cli import dataset_from, parser, run
+from dataset import atomic, jsonl, manifest, voc
 from dataset.errors import MasksetError
 from dataset.layout import Dataset
+from dataset.results import Result
 
 from . import launcher
+
+log = logging.getLogger(__name__)
 
 HISTORY = "annotate-history"  # under quarantine/: previous versions of annotations changed
 
@@ -82,7 +84,7 @@ def images_to_annotate(dataset: Dataset, states: dict[str, AnnotationState],
 
 
 @dataclass
-class SessionSummary:
+class SessionSummary(Result):
     annotated: list[str] = field(default_factory=list)        # newly annotated this session
     reviewed_drafts: list[str] = field(default_factory=list)  # drafts a person saved
     edited: list[str] = field(default_factory=list)           # existing annotations changed
@@ -96,7 +98,11 @@ class SessionSummary:
     unreadable: list[str] = field(default_factory=list)
     history: str | None = None                                # where previous versions went
     seconds: float = 0.0
-    exit_code: int | None = None
+    labelimg_exit: int | None = None
+    note: str = ""                                            # e.g. "nothing to annotate ..."
+
+    def summary(self) -> str:
+        return "\n".join(([self.note] if self.note else []) + self.lines())
 
     def lines(self) -> list[str]:
         per_class = ", ".join(f"{name} {n}" for name, n in self.boxes.items()) or "none"
@@ -252,71 +258,50 @@ def explain_exit(code: int, stderr_tail: str) -> str | None:
 
 
 def _prelabel(dataset: Dataset, value: str) -> str:
-    try:
-        from annotation.prelabel import prelabel  # written by the prelabel stage; loads TF: lazy
-    except ImportError as error:
-        raise MasksetError(f"PRELABEL is set but the prelabel stage cannot be loaded ({error}). "
-                           f"Run `make annotate` without PRELABEL.") from None
+    from annotation.prelabel import prelabel  # loads TensorFlow: only when asked
     run_id = None if value.strip().lower() in ("", "1", "yes", "true", "latest") else value
-    return prelabel(dataset, run=run_id, lock=False).summary()
+    return prelabel(dataset, run=run_id).summary_line()
 
 
 def annotate(dataset: Dataset, all_images: bool = False, prelabel: str | None = None,
-             env=None, echo=print) -> SessionSummary:
-    """One labelImg session over the dataset (holding its lock); returns what changed."""
-    dataset.require()
+             env=None) -> SessionSummary:
+    """One labelImg session over the dataset (the caller holds its lock); returns what changed.
+    What to do next is said through logging before labelImg opens."""
     env = os.environ if env is None else env
     check_display(env)
-    with dataset.lock("annotate"):
-        dataset.ensure()
-        classes = dataset.classes()  # raises for a malformed classes.txt, naming the line
-        if not dataset.classes_file.exists():
-            dataset.write_classes(classes)  # labelImg's predefined classes; makes defaults visible
-        if prelabel is not None:
-            echo(f"prelabel: {_prelabel(dataset, prelabel)}")
-        before = annotation_states(dataset)
-        images = images_to_annotate(dataset, before, all_images)
-        if not images:
-            summary = session_summary(before, before, classes)
-            echo(f"nothing to annotate: all {len(before)} images have an annotation"
-                 + ("" if before else " (images/ is empty: add images with make scrape or make import)")
-                 + ("; use ALL=1 to open them all for review" if before else ""))
-            return summary
-        work = dataset.cache / "labelImg"
-        image_list = atomic.write_text(work / "images.txt", "".join(f"{p}\n" for p in images))
-        echo(f"labelImg: {len(images)} images to {'review' if all_images else 'annotate'}, "
-             f"classes {', '.join(classes)}; saving Pascal VOC to {dataset.annotations} "
-             f"(auto-save on: draw a box (w), pick its class, next image (d)); close the window "
-             f"when done")
-        started = time.monotonic()
-        history = keep_previous(dataset, before, images, time.strftime("%Y%m%dT%H%M%S"))
-        code, tail = run_labelimg(launcher_command(dataset, image_list, work / "settings.pkl"), env)
-        after = annotation_states(dataset)
-        summary = session_summary(before, after, classes)
-        summary.seconds, summary.exit_code = round(time.monotonic() - started, 1), code
-        history = drop_unchanged(history, before, after)
-        summary.history = str(history.relative_to(dataset.root)) if history else None
-        record = {"time": manifest.now(), "all": all_images, "opened": len(images), **asdict(summary)}
-        atomic.write_json(dataset.export / "annotate.json", record)
-        atomic.append_line(dataset.export / "annotate-log.jsonl", json.dumps(record, sort_keys=True))
-        for line in summary.lines():
-            echo(line)
-        problem = explain_exit(code, tail)
-        if problem:
-            raise MasksetError(problem)
+    dataset.ensure()
+    classes = dataset.classes()  # raises for a malformed classes.txt, naming the line
+    if not dataset.classes_file.exists():
+        dataset.write_classes(classes)  # labelImg's predefined classes; makes defaults visible
+    if prelabel is not None:
+        log.info("prelabel: %s", _prelabel(dataset, prelabel))
+    before = annotation_states(dataset)
+    images = images_to_annotate(dataset, before, all_images)
+    if not images:
+        summary = session_summary(before, before, classes)
+        summary.note = (f"nothing to annotate: all {len(before)} images have an annotation"
+                        + ("" if before else " (images/ is empty: add images with make scrape or make import)")
+                        + ("; use ALL=1 to open them all for review" if before else ""))
         return summary
-
-
-def main(argv=None) -> int:
-    p = parser("Annotate with labelImg: the images still to annotate, Pascal VOC into annotations/")
-    p.add_argument("--all", action="store_true", help="open every image, not only those still to do")
-    p.add_argument("--prelabel", metavar="RUN",
-                   help="first draft boxes with `make prelabel` (RUN: a run folder/id, or 1 for the "
-                        "latest run / the face detector); review the drafts in labelImg")
-    args = p.parse_args(argv)
-    annotate(dataset_from(args), all_images=args.all, prelabel=args.prelabel)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(run(main))
+    work = dataset.cache / "labelImg"
+    image_list = atomic.write_text(work / "images.txt", "".join(f"{p}\n" for p in images))
+    log.info("labelImg: %d images to %s, classes %s; saving Pascal VOC to %s (auto-save on: draw "
+             "a box (w), pick its class, next image (d)); close the window when done", len(images),
+             "review" if all_images else "annotate", ", ".join(classes), dataset.annotations)
+    started = time.monotonic()
+    history = keep_previous(dataset, before, images, time.strftime("%Y%m%dT%H%M%S"))
+    code, tail = run_labelimg(launcher_command(dataset, image_list, work / "settings.pkl"), env)
+    after = annotation_states(dataset)
+    summary = session_summary(before, after, classes)
+    summary.seconds, summary.labelimg_exit = round(time.monotonic() - started, 1), code
+    history = drop_unchanged(history, before, after)
+    summary.history = str(history.relative_to(dataset.root)) if history else None
+    record = {"time": manifest.now(), "all": all_images, "opened": len(images), **asdict(summary)}
+    atomic.write_json(dataset.export / "annotate.json", record)
+    jsonl.append(dataset.export / "annotate-log.jsonl", record)
+    problem = explain_exit(code, tail)
+    if problem:
+        error = MasksetError(problem)
+        error.result = summary  # the CLI prints what the session saved before the error
+        raise error
+    return summary

@@ -8,7 +8,7 @@ odd boxes do not pull it), together with the class model of faceclass.py (fitted
 matched faces), and kept in the dataset's .cache, since it is derived data.
 
 Boxes here are 0-based pixel boxes (x1, y1, x2, y2), keras-retinanet's convention; labelImg's VOC
-numbers are 1-based (voc_box / draft_box convert).
+numbers are 1-based (voc_box here and dataset.boxes.voc_from_zero_based convert).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from dataset import atomic
-from dataset.boxes import match
+from dataset.boxes import clamp, match
 from dataset.layout import Dataset
 
 Box = tuple[float, float, float, float]
@@ -54,11 +54,9 @@ class Calibration:
         cx = (x1 + x2) / 2 + self.offset_x * w
         cy = (y1 + y2) / 2 + self.offset_y * h
         w, h = w * self.scale_x, h * self.scale_y
-        out = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
-        if width is not None:
-            out[0], out[2] = max(0.0, out[0]), min(width - 1.0, out[2])
-        if height is not None:
-            out[1], out[3] = max(0.0, out[1]), min(height - 1.0, out[3])
+        out = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+        if width is not None and height is not None:
+            out = clamp(out, (0.0, 0.0), (width - 1.0, height - 1.0))  # 0-based: last pixel is w-1
         return tuple(out)
 
     def describe(self) -> str:
@@ -80,14 +78,6 @@ IDENTITY = Calibration()
 def voc_box(obj) -> Box:
     """A labelImg (1-based) VOC object as a 0-based box."""
     return (obj.xmin - 1, obj.ymin - 1, obj.xmax - 1, obj.ymax - 1)
-
-
-def draft_box(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
-    """A 0-based box as labelImg's 1-based integer VOC numbers, inside the image."""
-    x1, y1, x2, y2 = (int(round(v + 1)) for v in box)
-    x1, y1 = min(max(1, x1), width), min(max(1, y1), height)
-    x2, y2 = min(max(1, x2), width), min(max(1, y2), height)
-    return x1, y1, x2, y2
 
 
 # -- learning ---------------------------------------------------------------------------------
@@ -220,12 +210,12 @@ def annotated_examples(dataset: Dataset, limit: int | None = None) -> list[tuple
 def learn_for_dataset(dataset: Dataset, detector, limit: int = 60, progress: bool = True) -> Calibration:
     """Run the face detector on up to `limit` person-annotated images; learn the box calibration,
     then, from the faces it matches, which class a face's appearance means (faceclass)."""
-    from tqdm import tqdm
+    from dataset import progress as progress_bars
     from . import faceclass
     from .facedetect import face_features, load_rgb, to_lab
     chosen = annotated_examples(dataset, limit)
     examples, features = [], []
-    for image, truth in tqdm(chosen, desc="calibrating", unit="img", disable=not progress):
+    for image, truth in progress_bars.bar(chosen, desc="calibrating", enabled=progress):
         pixels = load_rgb(image)
         faces = detector.detect_array(pixels)
         lab = to_lab(pixels)

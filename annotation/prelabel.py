@@ -16,18 +16,22 @@ a person saves them in labelImg, which drops the mark.
 from __future__ import annotations
 
 import collections
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
-from dataset import atomic, cli, voc
+from dataset import atomic, boxes as box_geometry, voc
+from dataset import progress as progress_bars
 from dataset.errors import MasksetError
+from dataset.images import NotAnImage, open_image
 from dataset.layout import Dataset
 from dataset.manifest import now
+from dataset.results import Result
 
 from . import calibration as calib
+
+log = logging.getLogger(__name__)
 
 FACE = "face"
 AUTO_VALUES = {None, "", "1", "yes", "true", "auto", "latest"}
@@ -44,7 +48,7 @@ class Detection:
 
 
 @dataclass
-class PrelabelResult:
+class PrelabelResult(Result):
     source: str                                      # "face" or the run folder
     drafted: list[str] = field(default_factory=list)  # image names that got a draft
     empty: list[str] = field(default_factory=list)    # looked at, nothing above the score
@@ -54,6 +58,8 @@ class PrelabelResult:
     score: float = 0.0
     default_class: str | None = None
     calibration: dict | None = None
+    images: int = 0                                    # in images/ when it ran
+    replace_drafts: bool = False
 
     @property
     def looked_at(self) -> int:
@@ -64,6 +70,17 @@ class PrelabelResult:
         return self.seconds / self.looked_at if self.looked_at else 0.0
 
     def summary(self) -> str:
+        if self.looked_at == 0:
+            if not self.images:
+                return "nothing to draft: images/ has no images (add some with make scrape or make import)"
+            return ("nothing to draft: every image in images/ has a VOC file"
+                    + ("" if self.replace_drafts else " (REPLACE_DRAFTS=1 redrafts unreviewed drafts)"))
+        text = self.summary_line()
+        if self.drafted:
+            text += "\nCorrect the drafts in labelImg with `make annotate`; a saved file stops being a draft."
+        return text
+
+    def summary_line(self) -> str:
         per_class = ", ".join(f"{n} {name}" for name, n in sorted(self.boxes.items())) or "no boxes"
         return (f"drafted {len(self.drafted)} images, {sum(self.boxes.values())} boxes ({per_class}); "
                 f"{len(self.empty)} with nothing found; {self.seconds_per_image:.2f} s/image "
@@ -71,13 +88,6 @@ class PrelabelResult:
 
 
 # -- choosing what draws the boxes --------------------------------------------------------------
-def latest_run(runs_dir: Path) -> Path | None:
-    """The latest training run that has an inference model (a run still in its first epoch has
-    none yet), or None."""
-    from training import runs
-    return runs.latest_run(runs_dir, need=runs.INFERENCE)
-
-
 def resolve_source(run: str | Path | None, runs_dir: Path | str = "runs") -> str | Path:
     """FACE, or the run folder to use. `run` may be unset/"auto" (latest run, else FACE), "face",
     a run folder, or a run id inside runs_dir (what `make annotate PRELABEL=..` passes too)."""
@@ -86,7 +96,8 @@ def resolve_source(run: str | Path | None, runs_dir: Path | str = "runs") -> str
     if value is not None and value.lower() in FACE_VALUES:
         return FACE
     if value is None or value.lower() in AUTO_VALUES:
-        return latest_run(runs_dir) or FACE
+        from training import runs
+        return runs.latest_run(runs_dir, need=runs.INFERENCE) or FACE
     for candidate in (Path(value), runs_dir / value):
         if candidate.is_dir():
             if not (candidate / "inference.h5").is_file():
@@ -199,7 +210,7 @@ def _is_draft(xml: Path) -> bool:
 def draft_annotation(image: Path, width: int, height: int, detections: list[Detection]) -> voc.VocAnnotation:
     objects = []
     for found in detections:
-        x1, y1, x2, y2 = calib.draft_box(found.box, width, height)
+        x1, y1, x2, y2 = box_geometry.voc_from_zero_based(found.box, width, height)
         if x2 > x1 and y2 > y1:
             objects.append(voc.VocObject(found.name, x1, y1, x2, y2))
     return voc.VocAnnotation(filename=image.name, width=width, height=height, depth=3, objects=objects,
@@ -224,20 +235,16 @@ def _write_draft(dataset: Dataset, image: Path, annotation: voc.VocAnnotation, r
 def prelabel(dataset: Dataset, run: str | Path | None = None, score: float | None = None,
              runs_dir: Path | str = "runs", class_name: str | None = None, calibrate: bool = True,
              recalibrate: bool = False, replace_drafts: bool = False, limit: int | None = None,
-             progress: bool = True, lock: bool = True, face_detector=None) -> PrelabelResult:
-    """Draft VOC files for the images that have none; returns what was done.
-
-    lock=False is for a caller that already holds the dataset lock (make annotate PRELABEL=..).
-    face_detector lets a caller share one loaded FaceDetector across calls.
+             progress: bool = True, face_detector=None) -> PrelabelResult:
+    """Draft VOC files for the images that have none; returns what was done. The caller holds
+    the dataset's lock. face_detector lets a caller share one loaded FaceDetector across calls.
     """
-    dataset.require()
-    if lock:
-        with dataset.lock("prelabel"):
-            return prelabel(dataset, run, score, runs_dir, class_name, calibrate, recalibrate,
-                            replace_drafts, limit, progress, lock=False, face_detector=face_detector)
+    if limit is not None and limit < 1:
+        raise MasksetError(f"LIMIT={limit}: give a positive number of images (or leave it out).")
     source = resolve_source(run, runs_dir)
     targets = images_to_draft(dataset, replace_drafts)[:limit]
-    result = PrelabelResult(source=FACE if source == FACE else str(source))
+    result = PrelabelResult(source=FACE if source == FACE else str(source),
+                            images=len(dataset.image_files()), replace_drafts=replace_drafts)
     if source == FACE:
         from .facedetect import DEFAULT_MIN_SCORE
         result.score = DEFAULT_MIN_SCORE if score is None else score
@@ -251,15 +258,14 @@ def prelabel(dataset: Dataset, run: str | Path | None = None, score: float | Non
                                 face_detector, progress)
     else:
         drafter = _run_drafter(dataset, source)
-    from PIL import Image
     started = time.monotonic()
     boxes = collections.Counter()
-    bar = tqdm(targets, desc=f"prelabel ({drafter.name})", unit="img", disable=not progress)
+    bar = progress_bars.bar(targets, desc=f"prelabel ({drafter.name})", enabled=progress)
     for image in bar:
         try:
-            with Image.open(image) as opened:
+            with open_image(image) as opened:
                 width, height = opened.size
-        except OSError as error:
+        except (NotAnImage, OSError) as error:
             raise MasksetError(f"{image}: cannot read this image ({error}). `make validate` lists "
                                f"broken images; drafts written so far are kept.") from None
         annotation = draft_annotation(image, width, height, drafter.detect(image, result.score))
@@ -290,8 +296,7 @@ def _face_drafter(dataset, result, by_appearance, calibrate, recalibrate, face_d
     calibration = (face_calibration(dataset, detector, recalibrate, progress=progress)
                    if calibrate else calib.IDENTITY)
     result.calibration = asdict(calibration)
-    if progress:
-        print(f"calibration: {calibration.describe()}")
+    log.info("calibration: %s", calibration.describe())
     return FaceDrafter(result.default_class, calibration, detector, by_appearance)
 
 
@@ -299,53 +304,14 @@ def _run_drafter(dataset: Dataset, run_dir: Path) -> RunDrafter:
     drafter = RunDrafter(run_dir)
     unknown = sorted(set(drafter.classes) - set(dataset.classes()))
     if unknown:
-        print(f"warning: the run's classes {unknown} are not in {dataset.classes_file}; "
-              f"`make validate` will flag those drafts.")
+        log.warning("the run's classes %s are not in %s; `make validate` will flag those drafts.",
+                    unknown, dataset.classes_file)
     return drafter
 
 
 def _finish(dataset: Dataset, result: PrelabelResult) -> PrelabelResult:
     """export/prelabel.json: what the last prelabel did, for people and the report."""
     record = asdict(result)
-    record.update(time=now(), seconds_per_image=result.seconds_per_image, summary=result.summary())
+    record.update(time=now(), seconds_per_image=result.seconds_per_image, summary=result.summary_line())
     atomic.write_json(dataset.export / REPORT_NAME, record)
     return result
-
-
-def main(argv=None) -> int:
-    p = cli.parser(__doc__.splitlines()[0])
-    p.add_argument("--run", help="a run folder or id (default: the latest run in --runs; "
-                                 "`face` for the packaged face detector)")
-    p.add_argument("--runs", default="runs", help="where training runs are (default: runs)")
-    p.add_argument("--score", type=float, help="minimum detection score (default 0.9 for the "
-                                                "face detector, 0.5 for a run)")
-    p.add_argument("--class", dest="class_name", help="class for face-detector boxes (default: "
-                                                      "the class people used most, else the first)")
-    p.add_argument("--no-calibration", action="store_true", help="face-detector boxes as they are")
-    p.add_argument("--recalibrate", action="store_true", help="learn the box calibration again")
-    p.add_argument("--replace-drafts", action="store_true",
-                   help="redraft images whose file is still an unreviewed draft")
-    p.add_argument("--limit", type=int, help="draft at most this many images")
-    args = p.parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        raise MasksetError(f"--limit {args.limit}: give a positive number of images (or leave it out).")
-    dataset = cli.dataset_from(args)
-    result = prelabel(dataset, run=args.run, score=args.score, runs_dir=args.runs,
-                      class_name=args.class_name, calibrate=not args.no_calibration,
-                      recalibrate=args.recalibrate, replace_drafts=args.replace_drafts, limit=args.limit)
-    if result.looked_at == 0:
-        if not dataset.image_files():
-            print(f"nothing to draft: {dataset.images} has no images (add some with make scrape or "
-                  f"make import)")
-        else:
-            print(f"nothing to draft: every image in {dataset.images} has a VOC file"
-                  + ("" if args.replace_drafts else " (--replace-drafts redrafts unreviewed drafts)"))
-        return 0
-    print(result.summary())
-    if result.drafted:
-        print("Correct the drafts in labelImg with `make annotate`; a saved file stops being a draft.")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(cli.run(main))

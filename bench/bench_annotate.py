@@ -19,13 +19,11 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from annotation import launcher  # noqa: E402
 from annotation.annotate import (annotation_states, images_to_annotate,  # noqa: E402
@@ -33,7 +31,7 @@ from annotation.annotate import (annotation_states, images_to_annotate,  # noqa:
 from dataset import atomic  # noqa: E402
 from dataset.layout import Dataset  # noqa: E402
 from dataset.validate import validate  # noqa: E402
-from gui import VirtualDisplay  # noqa: E402  (tests/gui.py: Xvfb -displayfd)
+from dataset.fixtures.display import VirtualDisplay  # noqa: E402  (Xvfb -displayfd)
 
 SEED_VOC = Path(os.environ.get("MASKSET_SHARED", REPO.parent / "shared")) / "data" / "seed-voc"
 

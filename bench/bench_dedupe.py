@@ -33,12 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from PIL import Image, ImageOps  # noqa: E402
 
 from bench import dedupe_labelled_set as labelled  # noqa: E402
-from dataset import grouping  # noqa: E402
+from dataset import hashcache, hashing, neighbours  # noqa: E402
 
 SPEED_TARGET = 5.0
 MEMORY_LIMIT_MB = 2048
@@ -47,9 +46,9 @@ MEMORY_LIMIT_MB = 2048
 # -- the two tools, from files to pairs --------------------------------------------------------------
 def maskset_pairs(folder: Path) -> set[tuple[str, str]]:
     paths = sorted(p for p in folder.iterdir() if p.suffix == ".jpg")
-    hashes = {p.name: h for p, h in grouping.hash_files(paths).items()}
-    pairs = grouping.similar_pairs(hashes)
-    grouping.groups(sorted(hashes), pairs)  # dedupe groups them too: part of the cost
+    hashes = {p.name: h for p, h in hashcache.hash_files(paths).items()}
+    pairs = neighbours.similar_pairs(hashes)
+    neighbours.groups(sorted(hashes), pairs)  # dedupe groups them too: part of the cost
     return {(a, b) for a, b, _ in pairs}
 
 
@@ -120,15 +119,15 @@ def child_run(folder: Path, count: int) -> dict:
     """In this process: hash + group the first `count` images; time and peak memory."""
     paths = sorted(folder.iterdir())[:count]
     started = time.perf_counter()
-    hashes = {p.name: h for p, h in grouping.hash_files(paths).items()}
+    hashes = {p.name: h for p, h in hashcache.hash_files(paths).items()}
     hashed = time.perf_counter()
-    pairs = grouping.similar_pairs(hashes)
-    groups = grouping.groups(sorted(hashes), pairs)
+    pairs = neighbours.similar_pairs(hashes)
+    groups = neighbours.groups(sorted(hashes), pairs)
     done = time.perf_counter()
     # Hashing may run in forked worker processes: count each at its own peak as if none of its
     # pages were shared with this one (they mostly are), so the total is an upper bound.
     worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    workers = grouping._workers() if worker_mb else 0
+    workers = hashcache._workers() if worker_mb else 0
     return {"images": len(paths), "hash_s": hashed - started, "group_s": done - hashed,
             "total_s": done - started, "pairs": len(pairs), "groups": sum(len(g) > 1 for g in groups),
             "main_peak_mb": peak_mb(), "worker_peak_mb": worker_mb, "workers": workers,
@@ -150,19 +149,19 @@ def imagededup_child(folder: Path, count: int) -> dict:
 
 # -- choosing the thresholds ----------------------------------------------------------------------
 SWEEP_PHASH = (6, 8, 10, 12, 14, 16)
-SWEEP_DHASH = (24, 32, 40, 48, grouping.DHASH_BITS)
+SWEEP_DHASH = (24, 32, 40, 48, hashing.DHASH_BITS)
 
 
 def seed_merges():
     """A function (threshold, dhash_threshold) -> how many groups of the whole seed data hold more
     than one labelled-set original (different pictures merged), and the number of originals."""
-    records = grouping.hash_records(sorted(labelled.SEED_IMAGES.iterdir()))
+    records = hashcache.hash_records(sorted(labelled.SEED_IMAGES.iterdir()))
     prints = {p.name: fingerprint for p, (fingerprint, _) in records.items()}
-    exact = grouping.same_bytes_pairs({p.name: sha for p, (_, sha) in records.items()})
+    exact = neighbours.same_bytes_pairs({p.name: sha for p, (_, sha) in records.items()})
     originals = {p.name for p in labelled.originals()}
 
     def merged(threshold: int, dhash_threshold: int) -> int:
-        found = grouping.groups(sorted(prints), grouping.similar_pairs(prints, threshold, dhash_threshold) + exact)
+        found = neighbours.groups(sorted(prints), neighbours.similar_pairs(prints, threshold, dhash_threshold) + exact)
         return sum(len(originals.intersection(g)) > 1 for g in found)
     return merged, len(originals)
 
@@ -171,7 +170,7 @@ def sweep(tune_set) -> list[dict]:
     """maskset over both thresholds on the tune set (pairs, and pairs after union-find, which is
     what dedupe acts on), with the different seed pictures each setting merges."""
     folder, truth, truth_pairs = tune_set
-    prints = {p.name: h for p, h in grouping.hash_files(sorted(folder.iterdir())).items()}
+    prints = {p.name: h for p, h in hashcache.hash_files(sorted(folder.iterdir())).items()}
     merged, originals = seed_merges()
     rows = []
     print(f"\nsweep on the tune set ({len(truth)} images); 'merged' = groups of the whole seed data "
@@ -179,17 +178,17 @@ def sweep(tune_set) -> list[dict]:
     print(f"{'pHash':>6}{'dHash':>6}{'precision':>11}{'recall':>9}{'group P':>9}{'group R':>9}{'merged':>8}")
     for threshold in SWEEP_PHASH:
         for dhash_threshold in SWEEP_DHASH:
-            pairs = grouping.similar_pairs(prints, threshold, dhash_threshold)
+            pairs = neighbours.similar_pairs(prints, threshold, dhash_threshold)
             pr, rc = labelled.precision_recall({(a, b) for a, b, _ in pairs}, truth_pairs)
-            group_pairs = {tuple(sorted(x)) for g in grouping.groups(sorted(prints), pairs)
+            group_pairs = {tuple(sorted(x)) for g in neighbours.groups(sorted(prints), pairs)
                            for x in itertools.combinations(g, 2)}
             gp, gr = labelled.precision_recall(group_pairs, truth_pairs)
             row = {"threshold": threshold, "dhash_threshold": dhash_threshold, "precision": pr,
                    "recall": rc, "group_precision": gp, "group_recall": gr,
                    "seed_merges": merged(threshold, dhash_threshold)}
             rows.append(row)
-            mark = "  <- default" if (threshold, dhash_threshold) == (grouping.DEFAULT_THRESHOLD,
-                                                                       grouping.DEFAULT_DHASH_THRESHOLD) else ""
+            mark = "  <- default" if (threshold, dhash_threshold) == (neighbours.DEFAULT_THRESHOLD,
+                                                                       neighbours.DEFAULT_DHASH_THRESHOLD) else ""
             print(f"{threshold:6d}{dhash_threshold:6d}{pr:11.4f}{rc:9.4f}{gp:9.4f}{gr:9.4f}"
                   f"{row['seed_merges']:8d}{mark}")
     return rows
@@ -226,9 +225,9 @@ def main(argv=None) -> int:
         args.originals, args.variants, args.rounds = 40, 3, 1
         args.scale, args.memory, args.compare_at = [2000, 4000], 8000, 2000
 
-    results: dict = {"threshold": grouping.DEFAULT_THRESHOLD,
-                     "dhash_threshold": grouping.DEFAULT_DHASH_THRESHOLD}
-    default = (grouping.DEFAULT_THRESHOLD, grouping.DEFAULT_DHASH_THRESHOLD)
+    results: dict = {"threshold": neighbours.DEFAULT_THRESHOLD,
+                     "dhash_threshold": neighbours.DEFAULT_DHASH_THRESHOLD}
+    default = (neighbours.DEFAULT_THRESHOLD, neighbours.DEFAULT_DHASH_THRESHOLD)
     with tempfile.TemporaryDirectory(prefix="bench-dedupe-") as tmp:
         tmp = Path(tmp)
         sets = {}
@@ -269,13 +268,13 @@ def main(argv=None) -> int:
 
         results["sweep"] = sweep(sets["tune"])
         # Recall per kind of copy (copy vs its original) at the defaults, on the test set.
-        hashes = {p.name: h for p, h in grouping.hash_files(sorted(folder.iterdir())).items()}
+        hashes = {p.name: h for p, h in hashcache.hash_files(sorted(folder.iterdir())).items()}
         how = json.loads((tmp / "test-truth.json").read_text())["transform"]
         per_kind: dict[str, list[bool]] = {}
         for name, kind in how.items():
             if kind != "original":
                 original = name.split("_")[0] + ".jpg"
-                per_kind.setdefault(kind, []).append(bool(grouping.similar_pairs(
+                per_kind.setdefault(kind, []).append(bool(neighbours.similar_pairs(
                     {name: hashes[name], original: hashes[original]})))
         results["recall_by_transform"] = {k: sum(v) / len(v) for k, v in sorted(per_kind.items())}
         print("recall of copy vs original by transform (test set): " +

@@ -23,13 +23,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from annotation import calibration as calib  # noqa: E402
 from annotation.facedetect import FaceDetector, load_rgb  # noqa: E402
 from annotation.prelabel import prelabel  # noqa: E402
-from dataset import grouping, voc  # noqa: E402
+from dataset import hashcache, neighbours, voc  # noqa: E402
 from dataset.importer import import_folder  # noqa: E402
 from dataset.layout import Dataset  # noqa: E402
 
@@ -40,8 +39,8 @@ def holdout_split(seed_voc: Path, fraction: float, seed: int):
     """(calibration images, held-out images: one per near-duplicate group) of annotated images."""
     images = sorted(p for p in (seed_voc / "images").iterdir()
                     if (seed_voc / "annotations" / (p.stem + ".xml")).exists())
-    hashes = grouping.hash_files(images)
-    groups = grouping.groups(sorted(hashes), grouping.similar_pairs(hashes))
+    hashes = hashcache.hash_files(images)
+    groups = neighbours.groups(sorted(hashes), neighbours.similar_pairs(hashes))
     random.Random(seed).shuffle(groups)
     held, kept, target = [], [], fraction * len(groups)
     for group in groups:

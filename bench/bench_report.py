@@ -13,19 +13,17 @@ import argparse
 import json
 import random
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image  # noqa: E402
 
 from dataset import voc  # noqa: E402
 from dataset.layout import Dataset  # noqa: E402
 from dataset.report import write_report  # noqa: E402
-from dataset.sample import jpeg_bytes  # noqa: E402
+from dataset.fixtures.scenes import jpeg_bytes  # noqa: E402
 
 BUDGET_S = 60.0
 SIZES = [(640, 480), (1280, 720), (1920, 1080), (800, 800), (1083, 1600), (320, 240)]

@@ -16,17 +16,15 @@ import argparse
 import json
 import logging
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dataset.layout import Dataset  # noqa: E402
-from dataset.sample import jpeg_bytes, render_scene  # noqa: E402
+from dataset.fixtures.scenes import jpeg_bytes, render_scene  # noqa: E402
 from scraping.download import DownloadSettings  # noqa: E402
 from scraping.fakebing import FakeBing  # noqa: E402
 from scraping.pipeline import ScrapeOptions, scrape  # noqa: E402

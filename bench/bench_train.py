@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 PY = str(REPO / ".venv" / "bin" / "python")
 SPEED = dict(BACKBONE="resnet50", WEIGHTS="none", BATCH=1, IMAGE_MIN_SIDE=240, IMAGE_MAX_SIDE=320,
              FREEZE_BACKBONE=1, RANDOM_TRANSFORM=1, LR="1e-5")
@@ -35,7 +34,7 @@ def sample_dataset(root: Path, count: int, size, seed: int = 0):
     from dataset.export import export
     from dataset.importer import import_folder
     from dataset.layout import Dataset
-    from dataset.sample import make_sample
+    from dataset.fixtures.scenes import make_sample
     from dataset.split import make_split
     make_sample(root / "src", count=count, size=size, seed=seed, duplicates=0)
     dataset = Dataset.at(root / "data")
@@ -111,9 +110,9 @@ def bare_loop(train_csv: str, classes_csv: str, steps: int, epochs: int) -> floa
 
 
 def large_images(root: Path, count: int, size=(4000, 3000), seed: int = 1) -> Path:
-    """A labelled folder of scraped-size photos (12 MP JPEGs) rendered by dataset.sample."""
+    """A labelled folder of scraped-size photos (12 MP JPEGs) rendered by dataset.fixtures.scenes."""
     from dataset import atomic, voc
-    from dataset.sample import annotation_for, jpeg_bytes, render_scene
+    from dataset.fixtures.scenes import annotation_for, jpeg_bytes, render_scene
     rng = random.Random(seed)
     folder = root / "large-src"
     folder.mkdir(parents=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-from dataset import atomic, grouping
+from dataset import atomic, neighbours
 from dataset.layout import IMAGE_SUFFIXES
 
 SEED_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seed-voc" / "images"
@@ -108,10 +108,10 @@ def originals(seed_images: Path = SEED_IMAGES, threshold: int = ORIGINALS_THRESH
         with Image.open(io.BytesIO(data)) as image:
             hashes[path.name] = int(str(imagehash.phash(ImageOps.exif_transpose(image))), 16)
         digests[path.name] = hashlib.sha256(data).hexdigest()
-    pairs = [(a, b) for a, b, _ in grouping.near_pairs(hashes, threshold)]
-    pairs += [(a, b) for a, b, _ in grouping.same_bytes_pairs(digests)]
+    pairs = [(a, b) for a, b, _ in neighbours.near_pairs(hashes, threshold)]
+    pairs += [(a, b) for a, b, _ in neighbours.same_bytes_pairs(digests)]
     pairs += [pair for pair in SAME_PICTURE if all(name in hashes for name in pair)]
-    return [seed_images / g[0] for g in grouping.groups(sorted(hashes), pairs)]
+    return [seed_images / g[0] for g in neighbours.groups(sorted(hashes), pairs)]
 
 
 def _stable_key(*parts) -> str:

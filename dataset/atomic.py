@@ -12,6 +12,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from .faults import point
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -38,13 +40,25 @@ def _fsync_dir(folder: Path) -> None:
 # writing()'s temp files: ".<stem>.<8 random chars>.tmp<suffix>" beside the target. The real
 # extension stays last because OpenCV, Pillow and Keras choose the format by it.
 _TEMP_NAME = re.compile(r"^\.(?P<stem>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>(\.[^.]+)?)$")
+NAME_MAX = 255            # bytes in one file name (ext4, xfs, btrfs ...)
+_TEMP_EXTRA = len(".") + len(".12345678.tmp")
+
+
+def _fit(stem: str, room: int) -> str:
+    """stem cut to at most `room` bytes of UTF-8, never inside a character."""
+    return stem.encode("utf-8")[:max(1, room)].decode("utf-8", "ignore") or "x"
 
 
 def new_temp(path: Path | str) -> Path:
-    """An empty temp file beside path, named so that temp_target() recognises it."""
+    """An empty temp file beside path, named so that temp_target() recognises it.
+
+    A long name is cut in the temp name only (the final name is the caller's business), so a
+    file whose name is near the 255-byte limit can still be written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    suffix = path.suffix if len(path.suffix.encode()) < 32 else ""
+    stem = _fit(path.stem, NAME_MAX - _TEMP_EXTRA - len(suffix.encode()))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=f".tmp{suffix}")
     os.fchmod(fd, _FILE_MODE)
     os.close(fd)
     return Path(tmp)
@@ -58,17 +72,20 @@ def temp_target(name: str) -> str | None:
 
 
 @contextmanager
-def writing(path: Path | str, exclusive: bool = False):
+def writing(path: Path | str, exclusive: bool = False, durable: bool = True):
     """Yield a temp path beside `path` to write to (by any library); on success it becomes `path`.
 
     exclusive=True never replaces an existing file, not even one another program creates a
     moment before (the temp file is linked in, not renamed). On error the temp file is removed.
+    durable=False leaves the fsync to the caller's one sync_tree() after many files (import).
     """
     path = Path(path)
     tmp = new_temp(path)
     try:
         yield tmp
-        _fsync_file(tmp)
+        point(f"written {tmp.name}")
+        if durable:
+            _fsync_file(tmp)
         if exclusive:
             os.link(tmp, path)  # FileExistsError if path exists: never clobbers
             os.unlink(tmp)
@@ -77,7 +94,21 @@ def writing(path: Path | str, exclusive: bool = False):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    point(f"renamed {path.name}")
+    if durable:
+        _fsync_dir(path.parent)
+
+
+def sync_tree(folder: Path | str) -> None:
+    """Flush every write to the file system holding `folder` (syncfs: one call for many files)."""
+    import ctypes
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if getattr(libc, "syncfs", None) is None or libc.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
 
 
 def _fsync_file(path) -> None:
@@ -88,9 +119,9 @@ def _fsync_file(path) -> None:
         os.close(fd)
 
 
-def write_bytes(path: Path | str, data: bytes, exclusive: bool = False) -> Path:
+def write_bytes(path: Path | str, data: bytes, exclusive: bool = False, durable: bool = True) -> Path:
     """Write data to path atomically (see writing())."""
-    with writing(path, exclusive) as tmp:
+    with writing(path, exclusive, durable) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
@@ -103,22 +134,12 @@ def write_json(path: Path | str, obj, indent: int | None = 2) -> Path:
     return write_text(path, json.dumps(obj, indent=indent, sort_keys=True, ensure_ascii=False) + "\n")
 
 
-def copy_file(src: Path | str, dst: Path | str) -> Path:
+def copy_file(src: Path | str, dst: Path | str, durable: bool = True) -> Path:
     """Copy src to dst atomically (temp + rename), keeping src untouched."""
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        shutil.copystat(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(dst.parent)
+    with writing(dst, durable=durable) as tmp, open(src, "rb") as inp, open(tmp, "wb") as out:
+        shutil.copyfileobj(inp, out, 1 << 20)
+    shutil.copystat(src, dst)
     return dst
 
 
@@ -144,20 +165,3 @@ def unique_path(path: Path) -> Path:
         if not candidate.exists():
             return candidate
     raise FileExistsError(path)
-
-
-def append_line(path: Path | str, line: str) -> None:
-    """Append one line with a single write() on an O_APPEND descriptor, then fsync.
-
-    One write of a few KB to a local file lands whole; readers skip a torn last line left by
-    a power cut (see manifest.read_records).
-    """
-    if "\n" in line:
-        raise ValueError("append_line takes one line")
-    data = (line + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,6 +1,13 @@
-"""Box geometry shared by the stages: IoU and greedy one-to-one matching."""
+"""Box geometry shared by the stages: IoU, matching, clamping, and the coordinate conventions.
+
+The one owner of box arithmetic. Conventions (docs/formats.md):
+- VOC (labelImg): 1-based inclusive integer pixels, xmin..xmax.
+- keras-retinanet CSV: 0-based integer pixels, VOC minus 1 (as its own VOC reader does).
+- A model's detections: 0-based float pixels, x1 < x2, inside the image.
+"""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 Box = Sequence[float]  # x1, y1, x2, y2
@@ -18,17 +25,81 @@ def iou(a: Box, b: Box) -> float:
 
 def match(predicted: Sequence[Box], truth: Sequence[Box], threshold: float) -> list[tuple[int, int, float]]:
     """Greedy one-to-one matching, best IoU first (as detection benchmarks count):
-    [(index in predicted, index in truth, IoU)] for the pairs at or above threshold."""
-    candidates = sorted(
-        ((iou(p, t), i, j) for i, p in enumerate(predicted) for j, t in enumerate(truth)),
-        reverse=True)
+    [(index in predicted, index in truth, IoU)] for the pairs at or above threshold.
+
+    IoUs are computed with numpy a block of rows at a time, keeping only the pairs at or above
+    the threshold, so two copies with thousands of boxes each stay fast and small."""
+    import numpy as np
+    if len(predicted) == 0 or len(truth) == 0:
+        return []
+    p = np.asarray(predicted, dtype=np.float64).reshape(-1, 4)
+    t = np.asarray(truth, dtype=np.float64).reshape(-1, 4)
+    area_t = (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
+    found_i, found_j, found_iou = [], [], []
+    block = max(1, 4_000_000 // len(t))
+    for start in range(0, len(p), block):
+        q = p[start:start + block]
+        ix = np.minimum(q[:, None, 2], t[None, :, 2]) - np.maximum(q[:, None, 0], t[None, :, 0])
+        iy = np.minimum(q[:, None, 3], t[None, :, 3]) - np.maximum(q[:, None, 1], t[None, :, 1])
+        inter = np.where((ix > 0) & (iy > 0), ix * iy, 0.0)
+        union = ((q[:, 2] - q[:, 0]) * (q[:, 3] - q[:, 1]))[:, None] + area_t[None, :] - inter
+        with np.errstate(divide="ignore", invalid="ignore"):
+            overlap = np.where(union > 0, inter / union, 0.0)
+        i, j = np.nonzero((overlap >= threshold) & (inter > 0))
+        found_i.append(i + start)
+        found_j.append(j)
+        found_iou.append(overlap[i, j])
+    i, j, overlap = (np.concatenate(x) for x in (found_i, found_j, found_iou))
+    order = np.lexsort((-j, -i, -overlap))  # best IoU first; ties as sorted(reverse=True) broke them
     used_p, used_t, pairs = set(), set(), []
-    for overlap, i, j in candidates:
-        if overlap < threshold:
-            break
-        if i in used_p or j in used_t:
+    for k in order.tolist():
+        a, b = int(i[k]), int(j[k])
+        if a in used_p or b in used_t:
             continue
-        used_p.add(i)
-        used_t.add(j)
-        pairs.append((i, j, overlap))
+        used_p.add(a)
+        used_t.add(b)
+        pairs.append((a, b, float(overlap[k])))
     return pairs
+
+
+def clamp(box: Box, low: tuple[float, float], high: tuple[float, float]) -> tuple[float, ...]:
+    """Each corner moved inside [low, high] (x, y): the one clamp every stage uses."""
+    x1, y1, x2, y2 = box
+    return (min(max(x1, low[0]), high[0]), min(max(y1, low[1]), high[1]),
+            min(max(x2, low[0]), high[0]), min(max(y2, low[1]), high[1]))
+
+
+def is_finite(box: Box) -> bool:
+    return all(math.isfinite(v) for v in box)
+
+
+def voc_clamped(box: Box, width: int, height: int) -> tuple[float, ...]:
+    """A VOC box inside the image: corners in 0..width, 0..height (validate's FIX=1)."""
+    return clamp(box, (0, 0), (width, height))
+
+
+def voc_from_zero_based(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
+    """A 0-based box (a detector's) as labelImg's 1-based integer VOC numbers, inside the image."""
+    corners = tuple(int(round(v + 1)) for v in box)
+    return tuple(int(v) for v in clamp(corners, (1, 1), (width, height)))
+
+
+def csv_from_voc(box: Box, width: int, height: int, scale: float = 1.0) -> tuple[int, int, int, int]:
+    """VOC 1-based inclusive pixels -> keras-retinanet 0-based integers, inside the image (of a
+    copy resized by `scale`). A box at the very edge that another tool wrote 0-based (xmin 0,
+    xmax 1) would collapse to x1 == x2, which keras-retinanet rejects: it stays a pixel wide."""
+    width, height = round(width * scale), round(height * scale)
+    corners = tuple(int(round((int(round(v)) - 1) * scale)) for v in box)
+    x1, y1, x2, y2 = (int(v) for v in clamp(corners, (0, 0), (width - 1, height - 1)))
+    return x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)
+
+
+def detection_clipped(box: Box, width: int, height: int) -> list[float] | None:
+    """A detector's [x1, y1, x2, y2] clipped to the image and rounded to 0.1 px, or None when
+    nothing is left: RetinaNet's regression does not keep x1 < x2, so a weakly trained model can
+    predict an inverted box, and a box wholly outside the image clips to nothing."""
+    x1, y1, x2, y2 = (round(v, 1) for v in clamp([float(v) for v in box], (0.0, 0.0),
+                                                  (float(width), float(height))))
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1:
+        return None
+    return [x1, y1, x2, y2]

@@ -2,26 +2,26 @@
 
 Each group of duplicates (same sha256, or pHash within THRESHOLD bits, joined with union-find)
 keeps its best copy in images/: an annotated one first, then the larger resolution, then the
-larger file. The others move, with their VOC files, to quarantine/duplicates/; each move is logged
-in quarantine/duplicates/log.jsonl and in the manifest. Nothing is deleted, and `--restore` puts
-every quarantined duplicate back byte for byte. Two annotated copies that disagree (classes, or
-boxes after scaling to the same size) are reported as conflicts: one of them is a labelling mistake.
+larger file. The others move, with their VOC files, to quarantine/duplicates/ as one crash-safe
+change (dataset/moves.py), logged in quarantine/duplicates/log.jsonl and in the manifest.
+Nothing is deleted, and restore puts every quarantined duplicate back byte for byte. Two
+annotated copies that disagree (classes, or boxes after scaling to the same size) are reported as
+conflicts: one of them is a labelling mistake.
 """
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
-from . import atomic, grouping, manifest, voc
+from . import atomic, hashcache, hashing, moves, neighbours, manifest, voc
+from . import progress as progress_bars
 from .boxes import iou, match
-from .cli import dataset_from, parser, run
-from .errors import MasksetError
+from .errors import MasksetError, UnsafePath
+from .images import NotAnImage, open_image
 from .layout import Dataset
+from .results import Result
 
 EXACT = "exact-duplicate"
 NEAR = "near-duplicate"
@@ -100,14 +100,14 @@ class Plan:
         return [d for g in self.groups for d in g.duplicates]
 
 
-def _member(dataset: Dataset, name: str, fingerprint: grouping.Fingerprint, sha: str, keep: bool) -> Member:
+def _member(dataset: Dataset, name: str, fingerprint: hashing.Fingerprint, sha: str, keep: bool) -> Member:
     path = dataset.images / name
     member = Member(name, sha, fingerprint.phash, size=path.stat().st_size, keep=keep)
     try:
-        with Image.open(path) as image:  # header only: no decode
+        with open_image(path) as image:  # header only: no decode
             member.width, member.height = image.size
-    except OSError:
-        pass  # grouping.image_records decoded it already; a race with another tool at worst
+    except (NotAnImage, OSError):
+        pass  # hashcache.image_records decoded it already; a race with another tool at worst
     xml = dataset.annotation_for(path)
     if xml.exists():
         member.annotation = str(xml.relative_to(dataset.root))
@@ -155,19 +155,19 @@ def disagreement(keeper: Member, other: Member) -> str | None:
     return None
 
 
-def plan(dataset: Dataset, threshold: int = grouping.DEFAULT_THRESHOLD, progress: bool = True,
-         dhash_threshold: int = grouping.DEFAULT_DHASH_THRESHOLD) -> Plan:
+def plan(dataset: Dataset, threshold: int = neighbours.DEFAULT_THRESHOLD, progress: bool = True,
+         dhash_threshold: int = neighbours.DEFAULT_DHASH_THRESHOLD) -> Plan:
     """Decide groups, keepers and conflicts without moving anything."""
-    grouping.check_thresholds(threshold, dhash_threshold)
-    records = grouping.image_records(dataset, progress=progress)
+    neighbours.check_thresholds(threshold, dhash_threshold)
+    records = hashcache.image_records(dataset, progress=progress)
     hashes = {name: fingerprint for name, (fingerprint, _) in records.items()}
-    pairs = grouping.similar_pairs(hashes, threshold, dhash_threshold, progress=progress)
-    pairs += grouping.same_bytes_pairs({name: sha for name, (_, sha) in records.items()})
+    pairs = neighbours.similar_pairs(hashes, threshold, dhash_threshold, progress=progress)
+    pairs += neighbours.same_bytes_pairs({name: sha for name, (_, sha) in records.items()})
     state = manifest.state(dataset)
     curated = {f for f, r in state.items() if r.get("event") == manifest.RESTORED and r.get("keep")}
 
     groups, conflicts = [], []
-    for names in grouping.groups(sorted(hashes), pairs):
+    for names in neighbours.groups(sorted(hashes), pairs):
         if len(names) < 2:
             continue
         members = [_member(dataset, n, *records[n], keep=n in curated) for n in names]
@@ -182,7 +182,7 @@ def plan(dataset: Dataset, threshold: int = grouping.DEFAULT_THRESHOLD, progress
             elif twin != member.file:
                 group.duplicates.append(Duplicate(member, EXACT, 0, twin))
             else:
-                group.duplicates.append(Duplicate(member, NEAR, grouping.hamming(member.phash, keeper.phash),
+                group.duplicates.append(Duplicate(member, NEAR, neighbours.hamming(member.phash, keeper.phash),
                                                   keeper.file))
         for other in rest:
             if other.annotated and keeper.annotated and not other.draft and not keeper.draft:
@@ -208,28 +208,33 @@ def _relative(dataset: Dataset, path: Path) -> str:
 
 
 def quarantine(dataset: Dataset, the_plan: Plan, progress: bool = True) -> list[dict]:
-    """Move every planned duplicate (and its VOC file) to quarantine/duplicates/, logging each."""
-    from tqdm import tqdm
+    """Move every planned duplicate (and its VOC file) to quarantine/duplicates/ as one
+    crash-safe change, logging each."""
     folder = duplicates_folder(dataset)
-    folder.mkdir(parents=True, exist_ok=True)
-    moved = []
-    moves = [(g.keeper.file, d) for g in the_plan.groups for d in g.duplicates]
-    for keeper, dup in tqdm(moves, desc="quarantine", unit="img", disable=not progress):
+    planned = [(g.keeper.file, d) for g in the_plan.groups for d in g.duplicates]
+    wanted = []
+    for _, dup in planned:
+        wanted.append(_relative(dataset, folder / dup.member.file))
+        if dup.member.annotation:
+            wanted.append(_relative(dataset, folder / Path(dup.member.annotation).name))
+    destinations = iter(moves.free_destinations(dataset, wanted))
+    changes = []
+    for keeper, dup in planned:
         member = dup.member
-        image_to = atomic.move_file(dataset.images / member.file, folder / member.file)
+        image_to = next(destinations)
+        files = [(_relative(dataset, dataset.images / member.file), image_to)]
         record = {"file": member.file, "event": manifest.QUARANTINED, "reason": dup.reason,
                   "duplicate_of": dup.of, "distance": dup.distance, "keeper": keeper,
-                  "moved_to": _relative(dataset, image_to), "threshold": the_plan.threshold,
+                  "moved_to": image_to, "threshold": the_plan.threshold,
                   "dhash_threshold": the_plan.dhash_threshold}
         if member.annotation:
-            xml = dataset.root / member.annotation
-            xml_to = atomic.move_file(xml, folder / xml.name)
+            xml_to = next(destinations)
+            files.append((member.annotation, xml_to))
             record["annotation"] = member.annotation
-            record["annotation_moved_to"] = _relative(dataset, xml_to)
-        record = manifest.append(dataset, record)
-        atomic.append_line(log_file(dataset), json.dumps(record, sort_keys=True, ensure_ascii=False))
-        moved.append(record)
-    return moved
+            record["annotation_moved_to"] = xml_to
+        changes.append(moves.Move(files, record))
+    bar = lambda items: progress_bars.bar(items, desc="quarantine", enabled=progress)  # noqa: E731
+    return moves.carry_out(dataset, "dedupe", changes, log_file(dataset), bar)
 
 
 def summary_dict(the_plan: Plan, dry_run: bool, seconds: float, moved: int) -> dict:
@@ -260,28 +265,47 @@ def summary_dict(the_plan: Plan, dry_run: bool, seconds: float, moved: int) -> d
 
 
 @dataclass
-class DedupeResult:
+class DedupeResult(Result):
     plan: Plan
     moved: list[dict]
     report: dict
-    page: Path
+    page: Path | None
+    recovered: int = 0
+    folder: Path | None = None    # where duplicates go
 
-    def summary(self) -> str:
+    def summary_line(self) -> str:
         verb = "would be quarantined (dry run)" if self.report["dry_run"] else "quarantined"
         return (f"{self.report['groups']} groups, {self.report['would_quarantine']} files {verb} "
                 f"({self.report['exact']} exact, {self.report['near']} near), "
                 f"{len(self.plan.conflicts)} conflicts")
 
+    def summary(self) -> str:
+        lines = [f"conflict: {c.duplicate} duplicates {c.keeper} but their labels disagree: {c.why}"
+                 for c in self.plan.conflicts]
+        if self.recovered:
+            lines.append(f"recovered: {self.recovered} moves of an interrupted dedupe recorded")
+        lines.append(f"dedupe: {self.summary_line()}; {self.report['images_after']} images left "
+                     f"(threshold {self.plan.threshold}, dHash {self.plan.dhash_threshold}, "
+                     f"{self.report['seconds']:.1f}s)")
+        if self.page:
+            lines.append(f"review page: {self.page}")
+        if self.moved:
+            lines.append(f"moved to {self.folder} (log.jsonl there); `make restore` puts them back")
+        return "\n".join(lines)
 
-def dedupe(dataset: Dataset, threshold: int = grouping.DEFAULT_THRESHOLD, dry_run: bool = False,
+    def to_json(self) -> dict:
+        return self.report
+
+
+def dedupe(dataset: Dataset, threshold: int = neighbours.DEFAULT_THRESHOLD, dry_run: bool = False,
            progress: bool = True, page: bool = True,
-           dhash_threshold: int = grouping.DEFAULT_DHASH_THRESHOLD) -> DedupeResult:
+           dhash_threshold: int = neighbours.DEFAULT_DHASH_THRESHOLD) -> DedupeResult:
     """Plan, write the review page, then (unless dry_run) quarantine. The caller holds the lock."""
     from .dedupe_page import write_page
     started = time.monotonic()
-    dataset.require()
     if not dataset.images.is_dir():
         raise MasksetError(f"{dataset.images}: no images folder. Run `make scrape` or `make import` first.")
+    recovered = 0 if dry_run else moves.recover(dataset, "dedupe", log_file(dataset))
     the_plan = plan(dataset, threshold, progress, dhash_threshold)
     dataset.export.mkdir(parents=True, exist_ok=True)
     # The page is written before moving so that the thumbnails come from images/ in one place.
@@ -289,14 +313,25 @@ def dedupe(dataset: Dataset, threshold: int = grouping.DEFAULT_THRESHOLD, dry_ru
     moved = [] if dry_run else quarantine(dataset, the_plan, progress)
     report = summary_dict(the_plan, dry_run, time.monotonic() - started, len(moved))
     atomic.write_json(dataset.export / "dedupe.json", report)
-    return DedupeResult(the_plan, moved, report, page_path)
+    return DedupeResult(the_plan, moved, report, page_path, recovered, duplicates_folder(dataset))
 
 
 # -- restore ---------------------------------------------------------------------------------------
 @dataclass
-class RestoreResult:
+class RestoreResult(Result):
     restored: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
+    images: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.skipped else 0
+
+    def summary(self) -> str:
+        lines = [f"not restored: {name}: {why}" for name, why in self.skipped]
+        lines.append(f"restore: {len(self.restored)} files back in {self.images}"
+                     + (f", {len(self.skipped)} skipped" if self.skipped else ""))
+        return "\n".join(lines)
 
 
 def quarantined_duplicates(dataset: Dataset) -> dict[str, dict]:
@@ -305,12 +340,45 @@ def quarantined_duplicates(dataset: Dataset) -> dict[str, dict]:
             if r.get("event") == manifest.QUARANTINED and r.get("reason") in (EXACT, NEAR)}
 
 
+def _restore_move(dataset: Dataset, name: str, record: dict) -> tuple[moves.Move | None, str]:
+    """The move that puts one quarantined file back, or (None, why not). Every path the record
+    names is checked: it must stay inside the dataset, in quarantine/ or images/annotations/."""
+    try:
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise UnsafePath(f"the file name {name!r} is not a plain name")
+        source = dataset.inside(record.get("moved_to"), "moved_to")
+        if not source.is_relative_to(dataset.quarantine):
+            raise UnsafePath(f"moved_to {record.get('moved_to')!r} is not in quarantine/")
+        target = dataset.images / name
+        xml_source = xml_target = None
+        if record.get("annotation_moved_to"):
+            xml_source = dataset.inside(record["annotation_moved_to"], "annotation_moved_to")
+            xml_target = dataset.annotation_for(name)
+            if not xml_source.is_relative_to(dataset.quarantine):
+                raise UnsafePath(f"annotation_moved_to {record['annotation_moved_to']!r} is not in quarantine/")
+    except UnsafePath as error:
+        return None, f"the manifest record is not trusted ({error.args[0]}); restore it by hand"
+    if not source.exists():
+        return None, f"{source} is gone (moved by hand?)"
+    if target.exists():
+        return None, f"{target} exists already; move one of them aside by hand"
+    if xml_target is not None and xml_target.exists():
+        return None, f"{xml_target} exists already (a new annotation); restore {source} by hand"
+    files = [(_relative(dataset, source), _relative(dataset, target))]
+    entry = {"file": name, "event": manifest.RESTORED, "restored_from": _relative(dataset, source)}
+    if xml_source is not None and xml_source.exists():
+        files.append((_relative(dataset, xml_source), _relative(dataset, xml_target)))
+        entry["annotation_restored_from"] = _relative(dataset, xml_source)
+    return moves.Move(files, entry), ""
+
+
 def restore(dataset: Dataset, files=None, progress: bool = True) -> RestoreResult:
     """Move quarantined duplicates back (all, or the named ones) under their original names.
 
     Naming files means a curator decided they are not duplicates: dedupe will keep them from now on.
     """
-    from tqdm import tqdm
+    moves.recover(dataset, "dedupe", log_file(dataset))
+    moves.recover(dataset, "restore", log_file(dataset))
     waiting = quarantined_duplicates(dataset)
     if files:
         unknown = [f for f in files if f not in waiting]
@@ -318,66 +386,16 @@ def restore(dataset: Dataset, files=None, progress: bool = True) -> RestoreResul
             raise MasksetError(f"{', '.join(unknown)}: not a quarantined duplicate of {dataset.root}. "
                                f"{log_file(dataset)} lists the quarantined files.")
         waiting = {f: waiting[f] for f in files}
-    result = RestoreResult()
-    for name, record in tqdm(sorted(waiting.items()), desc="restore", unit="img", disable=not progress):
-        source = dataset.root / record["moved_to"]
-        target = dataset.images / name
-        xml_source = dataset.root / record["annotation_moved_to"] if record.get("annotation_moved_to") else None
-        xml_target = dataset.root / record["annotation"] if record.get("annotation") else None
-        if not source.exists():
-            result.skipped.append((name, f"{source} is gone (moved by hand?)"))
+    result = RestoreResult(images=dataset.images)
+    changes = []
+    for name, record in sorted(waiting.items()):
+        move, why = _restore_move(dataset, name, record)
+        if move is None:
+            result.skipped.append((name, why))
             continue
-        if target.exists():
-            result.skipped.append((name, f"{target} exists already; move one of them aside by hand"))
-            continue
-        if xml_target is not None and xml_target.exists():
-            result.skipped.append((name, f"{xml_target} exists already (a new annotation); "
-                                        f"restore {source} by hand"))
-            continue
-        atomic.move_file(source, target)
-        entry = {"file": name, "event": manifest.RESTORED, "restored_from": record["moved_to"],
-                 "keep": bool(files)}
-        if xml_source is not None and xml_source.exists():
-            atomic.move_file(xml_source, xml_target)
-            entry["annotation_restored_from"] = record["annotation_moved_to"]
-        entry = manifest.append(dataset, entry)
-        atomic.append_line(log_file(dataset), json.dumps(entry, sort_keys=True, ensure_ascii=False))
-        result.restored.append(name)
+        move.record["keep"] = bool(files)
+        changes.append(move)
+    bar = lambda items: progress_bars.bar(items, desc="restore", enabled=progress)  # noqa: E731
+    for record in moves.carry_out(dataset, "restore", changes, log_file(dataset), bar):
+        result.restored.append(record["file"])
     return result
-
-
-# -- CLI -------------------------------------------------------------------------------------------
-def main(argv=None) -> int:
-    p = parser("Find exact and near-duplicate images; keep the best copy, quarantine the rest.")
-    grouping.add_threshold_options(p)
-    p.add_argument("--dry-run", action="store_true",
-                   help="write the review page and report, move nothing")
-    p.add_argument("--restore", nargs="*", metavar="FILE",
-                   help="put quarantined duplicates back: all, or only the named files (those are "
-                        "then kept by later runs)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
-    dataset = dataset_from(args).require()
-    with dataset.lock("dedupe"):
-        if args.restore is not None:
-            result = restore(dataset, args.restore, progress=not args.quiet)
-            for name, why in result.skipped:
-                print(f"not restored: {name}: {why}")
-            print(f"restore: {len(result.restored)} files back in {dataset.images}"
-                  + (f", {len(result.skipped)} skipped" if result.skipped else ""))
-            return 1 if result.skipped else 0
-        result = dedupe(dataset, args.threshold, args.dry_run, progress=not args.quiet,
-                        dhash_threshold=args.dhash_threshold)
-    for conflict in result.plan.conflicts:
-        print(f"conflict: {conflict.duplicate} duplicates {conflict.keeper} but their labels disagree: "
-              f"{conflict.why}")
-    print(f"dedupe: {result.summary()}; {result.report['images_after']} images left "
-          f"(threshold {args.threshold}, dHash {args.dhash_threshold}, {result.report['seconds']:.1f}s)")
-    print(f"review page: {result.page}")
-    if result.moved:
-        print(f"moved to {duplicates_folder(dataset)} (log.jsonl there); `make restore` puts them back")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(run(main))

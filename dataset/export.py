@@ -13,48 +13,39 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from PIL import Image
-from tqdm import tqdm
 
-from . import atomic
-from .cli import dataset_from, parser, run
+from . import atomic, boxes
+from . import progress as progress_bars
 from .errors import MasksetError
 from .layout import Dataset
+from .results import Result
 from .validate import Report, validate
 
 
 @dataclass
-class ExportResult:
+class ExportResult(Result):
     images: int = 0
     negatives: int = 0
     boxes: Counter = field(default_factory=Counter)
     skipped_difficult: int = 0
     pending: int = 0
     drafts: int = 0
+    written: list[str] = field(default_factory=list)
 
-    def summary(self) -> str:
+    def summary_line(self) -> str:
         per_class = ", ".join(f"{k} {v}" for k, v in sorted(self.boxes.items()))
         return (f"export: {self.images} images ({self.negatives} with no objects), "
                 f"{sum(self.boxes.values())} boxes ({per_class}); {self.pending} pending not exported"
                 + (f", {self.skipped_difficult} difficult boxes skipped" if self.skipped_difficult else ""))
+
+    def summary(self) -> str:
+        return self.summary_line() + (f"\nwrote {' and '.join(self.written)}" if self.written else "")
 
 
 def csv_text(rows) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     return buffer.getvalue()
-
-
-def to_csv_box(xmin: float, ymin: float, xmax: float, ymax: float, width: int, height: int,
-               scale: float = 1.0):
-    """VOC 1-based inclusive pixels -> keras-retinanet 0-based integers, inside the image
-    (of a copy resized by `scale`, as `resized_copy` writes it)."""
-    def convert(value: float, limit: int) -> int:
-        return min(max(int(round((int(round(value)) - 1) * scale)), 0), limit - 1)
-    width, height = round(width * scale), round(height * scale)
-    x1, y1, x2, y2 = convert(xmin, width), convert(ymin, height), convert(xmax, width), convert(ymax, height)
-    # a box at the very edge written 0-based by another tool (xmin 0, xmax 1) would collapse to
-    # x1 == x2, which keras-retinanet rejects: keep it one pixel wide
-    return x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)
 
 
 def resized_copy(dataset: Dataset, image_name: str, sides: tuple[int, int]) -> tuple[str, float]:
@@ -85,7 +76,7 @@ def annotation_rows(dataset: Dataset, report: Report, skip_difficult: bool = Fal
     resize=(min_side, max_side): point the rows at pre-resized copies, boxes scaled to match."""
     result = ExportResult(pending=len(report.pending), drafts=len(report.drafts))
     rows = []
-    for image_name in tqdm(sorted(report.annotations), desc="export", unit="img", disable=not resize):
+    for image_name in progress_bars.bar(sorted(report.annotations), desc="export", enabled=bool(resize)):
         ann = report.annotations[image_name]
         path, scale = resized_copy(dataset, image_name, resize) if resize else \
             (f"../{dataset.images.name}/{image_name}", 1.0)
@@ -98,7 +89,7 @@ def annotation_rows(dataset: Dataset, report: Report, skip_difficult: bool = Fal
             rows.append([path, "", "", "", "", ""])
             result.negatives += 1
         for obj in objects:
-            x1, y1, x2, y2 = to_csv_box(*obj.box, ann.width, ann.height, scale)
+            x1, y1, x2, y2 = boxes.csv_from_voc(obj.box, ann.width, ann.height, scale)
             rows.append([path, x1, y1, x2, y2, obj.name])
             result.boxes[obj.name] += 1
     return rows, result
@@ -117,30 +108,18 @@ def export(dataset: Dataset, skip_difficult: bool = False, include_drafts: bool 
     classes = dataset.classes()
     atomic.write_text(dataset.export / "annotations.csv", csv_text(rows))
     atomic.write_text(dataset.export / "classes.csv", csv_text([name, i] for i, name in enumerate(classes)))
+    result.written = [str(dataset.export / "annotations.csv"), str(dataset.export / "classes.csv")]
     return result
 
 
-def main(argv=None) -> int:
-    p = parser("Write keras-retinanet's CSV files (export/annotations.csv, export/classes.csv).")
-    p.add_argument("--skip-difficult", action="store_true", help="leave out objects marked difficult")
-    p.add_argument("--include-drafts", action="store_true", help="export unreviewed prelabel drafts too")
-    p.add_argument("--resize", metavar="MINxMAX", help="point the CSV at copies pre-resized as training "
-                   "resizes them (e.g. 800x1333, `make train`'s default): faster training on large photos")
-    args = p.parse_args(argv)
-    resize = None
-    if args.resize:
-        try:
-            resize = tuple(int(v) for v in args.resize.lower().split("x"))
-            assert len(resize) == 2 and 0 < resize[0] <= resize[1]
-        except (ValueError, AssertionError):
-            raise MasksetError(f"RESIZE={args.resize}: give MINxMAX image sides, e.g. RESIZE=800x1333") from None
-    dataset = dataset_from(args)
-    with dataset.lock("export"):
-        result = export(dataset, args.skip_difficult, args.include_drafts, resize=resize)
-    print(result.summary())
-    print(f"wrote {dataset.export / 'annotations.csv'} and {dataset.export / 'classes.csv'}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(run(main))
+def parse_resize(text: str | None) -> tuple[int, int] | None:
+    """RESIZE=800x1333 -> (800, 1333)."""
+    if not text:
+        return None
+    try:
+        resize = tuple(int(v) for v in text.lower().split("x"))
+        if len(resize) != 2 or not 0 < resize[0] <= resize[1]:
+            raise ValueError
+    except ValueError:
+        raise MasksetError(f"RESIZE={text}: give MINxMAX image sides, e.g. RESIZE=800x1333") from None
+    return resize

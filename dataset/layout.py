@@ -1,8 +1,15 @@
-"""The dataset folder: where each stage reads and writes (DESIGN.md, "One dataset = one folder")."""
+"""The dataset folder: where each stage reads and writes (docs/design.md, "The dataset folder").
+
+The one owner of the folder's layout, its classes.txt, its lock, and the rule that a path
+named by the manifest or a VOC file stays inside the folder.
+"""
 from __future__ import annotations
 
+import codecs
+import errno
 import fcntl
 import json
+import logging
 import os
 import socket
 import sys
@@ -12,14 +19,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import atomic
-from .errors import MasksetError
+from .errors import DatasetLocked, DatasetMissing, MasksetError, UnsafePath
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CLASSES = ("mask", "no_mask")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# A file in images/ whose name is longer cannot get its VOC file and temp files beside it.
+MAX_NAME_BYTES = 200
+
+__all__ = ["Dataset", "DatasetLocked", "DEFAULT_CLASSES", "IMAGE_SUFFIXES", "decode_text"]
 
 
-class DatasetLocked(MasksetError):
-    pass
+def decode_text(data: bytes, path: Path | str) -> str:
+    """Text as editors save it: UTF-8 (with or without a BOM) or UTF-16 with its BOM."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        raise MasksetError(f"{path}: byte {error.start} is not {encoding.upper().replace('-SIG', '')} "
+                           f"text. Save the file as UTF-8 and run again.") from None
 
 
 @dataclass(frozen=True)
@@ -61,21 +83,76 @@ class Dataset:
         return self.root / ".cache"
 
     @property
+    def journal(self) -> Path:
+        """Multi-step changes in flight (import, dedupe): replayed by recovery after a crash."""
+        return self.root / ".journal"
+
+    @property
     def lock_file(self) -> Path:
         return self.root / ".lock"
 
+    def folders(self) -> tuple[Path, ...]:
+        return (self.images, self.annotations, self.quarantine, self.export, self.cache, self.journal)
+
     def ensure(self) -> "Dataset":
-        for folder in (self.images, self.annotations, self.quarantine, self.export):
+        """Create the folders (a stage that makes a dataset: import, scrape)."""
+        for folder in self.folders():
+            self._refuse_link(folder)
             folder.mkdir(parents=True, exist_ok=True)
         return self
 
+    def _refuse_link(self, path: Path) -> None:
+        if path.is_symlink():
+            raise UnsafePath(f"{path}: is a symbolic link; maskset never writes through a link in a "
+                             f"dataset. Replace it with a real folder (move the files into it).")
+
+    def exists(self) -> bool:
+        return self.root.is_dir() and any(
+            p.exists() for p in (self.images, self.annotations, self.manifest, self.classes_file))
+
     def require(self) -> "Dataset":
+        """The dataset must exist: a stage that reads one, on a typo in DATA=, stops here."""
         if not self.root.is_dir():
-            raise MasksetError(
-                f"{self.root}: no dataset here. Create one with `make scrape`, `make import SRC=...` "
-                f"or `make sample`, or point DATA= at an existing dataset folder."
-            )
+            raise DatasetMissing(
+                f"{self.root}: no dataset here (no such folder). Check DATA= for a typo; create a "
+                f"dataset with `make import SRC=...` or `make scrape QUERY=...`.")
+        if not self.exists():
+            raise DatasetMissing(
+                f"{self.root}: no dataset here (no images/, annotations/, manifest.jsonl or "
+                f"classes.txt in it). Check DATA= for a typo; create a dataset with `make import "
+                f"SRC=...` or `make scrape QUERY=...`.")
+        for folder in self.folders():
+            self._refuse_link(folder)
         return self
+
+    def remove_temp_files(self) -> int:
+        """Remove the temp files a killed writer left (atomic.writing's names only: never a file
+        of the user's). Called whenever a stage takes the write lock. Returns how many."""
+        removed = 0
+        shallow = (self.root, self.images, self.annotations)
+        deep = (self.export, self.quarantine, self.cache, self.journal)
+        for folder, walk in [(f, False) for f in shallow] + [(f, True) for f in deep]:
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            for path in (folder.rglob(".*") if walk else folder.glob(".*")):
+                if atomic.temp_target(path.name) is not None and path.is_file() and not path.is_symlink():
+                    path.unlink()
+                    removed += 1
+        return removed
+
+    def writable(self) -> bool:
+        return os.access(self.root, os.W_OK)
+
+    def inside(self, relative: str | Path, what: str = "path") -> Path:
+        """root / relative, resolved, which must stay inside the dataset (a path read from the
+        manifest or a VOC file is never trusted)."""
+        if relative is None or str(relative) == "":
+            raise UnsafePath(f"{self.root}: an empty {what}.")
+        path = (self.root / relative).resolve()
+        if not path.is_relative_to(self.root):
+            raise UnsafePath(f"{self.root}: the {what} {str(relative)!r} leads outside the dataset "
+                             f"({path}); maskset only moves files inside it.")
+        return path
 
     # -- contents -----------------------------------------------------------------------------
     def image_files(self) -> list[Path]:
@@ -84,7 +161,7 @@ class Dataset:
             return []
         return sorted(
             p for p in self.images.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+            if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
         )
 
     def annotation_files(self) -> list[Path]:
@@ -97,19 +174,22 @@ class Dataset:
         return self.annotations / (Path(image).stem + ".xml")
 
     def classes(self) -> list[str]:
-        """Class names from classes.txt (labelImg's predefined-classes file), defaults if absent."""
+        """Class names from classes.txt (labelImg's predefined-classes file), defaults if absent.
+
+        UTF-8 with or without a BOM and UTF-16 with its BOM are read; the BOM never becomes part
+        of the first class name."""
         if not self.classes_file.exists():
             return list(DEFAULT_CLASSES)
         names = []
-        for number, line in enumerate(self.classes_file.read_text(encoding="utf-8").splitlines(), 1):
+        text = decode_text(self.classes_file.read_bytes(), self.classes_file)
+        for number, line in enumerate(text.splitlines(), 1):
             name = line.strip()
             if not name:
                 continue
             if "," in name:
                 raise MasksetError(
                     f"{self.classes_file}:{number}: class name {name!r} contains a comma, which "
-                    f"keras-retinanet's CSV cannot hold. Rename the class."
-                )
+                    f"keras-retinanet's CSV cannot hold. Rename the class.")
             if name in names:
                 raise MasksetError(f"{self.classes_file}:{number}: class {name!r} is listed twice.")
             names.append(name)
@@ -121,6 +201,18 @@ class Dataset:
         atomic.write_text(self.classes_file, "".join(f"{n}\n" for n in names))
 
     # -- one writer at a time -----------------------------------------------------------------
+    def _open_lock(self, create: bool) -> int | None:
+        flags = os.O_RDWR | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
+        try:
+            return os.open(self.lock_file, flags, 0o644)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise UnsafePath(f"{self.lock_file}: is a symbolic link; maskset never writes through a "
+                                 f"link in a dataset. Remove it (rm {self.lock_file}) and run again.") from None
+            if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT) and not create:
+                return None
+            raise
+
     @contextmanager
     def lock(self, stage: str):
         """Hold the dataset's write lock for `stage`; fail at once, naming the holder, if taken.
@@ -129,22 +221,24 @@ class Dataset:
         never left stale; the JSON in the file only says who holds it.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        if not self.writable():
+            raise MasksetError(f"{self.root}: read-only (no write permission, or a read-only disk); "
+                               f"`make {stage}` changes the dataset. Make it writable, or copy it.")
+        fd = self._open_lock(create=True)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _read_holder(self.lock_file)
                 raise DatasetLocked(
-                    f"{self.root}: another stage is writing this dataset: {holder}. "
-                    f"Wait for it to finish (or stop it), then run again."
-                ) from None
+                    f"{self.root}: another stage is writing this dataset: {_read_holder(fd)}. "
+                    f"Wait for it to finish (or stop it), then run again.") from None
             info = {
                 "stage": stage, "pid": os.getpid(), "host": socket.gethostname(),
                 "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv),
             }
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+            self.remove_temp_files()  # what a killed writer left: safe now that we hold the lock
             try:
                 yield self
             finally:
@@ -153,13 +247,37 @@ class Dataset:
         finally:
             os.close(fd)
 
+    @contextmanager
+    def reading(self, stage: str):
+        """A shared lock for a stage that only reads (validate, report ...): many readers at once,
+        no writer meanwhile. On a read-only dataset there is no lock to take, and none is needed
+        for a reader."""
+        fd = self._open_lock(create=self.writable())
+        if fd is None:
+            log.debug("%s: read-only; reading without a lock", self.root)
+            yield self
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DatasetLocked(
+                    f"{self.root}: another stage is writing this dataset: {_read_holder(fd)}. "
+                    f"Wait for it to finish (or stop it), then run again.") from None
+            try:
+                yield self
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
-def _read_holder(lock_file: Path) -> str:
+
+def _read_holder(fd: int) -> str:
     try:
-        info = json.loads(lock_file.read_text() or "{}")
+        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
     except (OSError, ValueError):
         info = {}
-    if not info:
-        return "unknown holder"
+    if not isinstance(info, dict) or not info:
+        return "a stage that only reads it (validate, report ...)"
     return (f"`{info.get('stage')}` (pid {info.get('pid')} on {info.get('host')}, "
             f"since {info.get('since')}, command: {info.get('command')})")

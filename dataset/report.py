@@ -1,16 +1,14 @@
-"""`make report`: the state of a dataset at a glance.
+"""`make report`: the state of a dataset at a glance (the numbers; report_page.py draws them).
 
 Reads only what the stages leave behind (images/, annotations/, manifest.jsonl, export/*.json,
-runs/<id>/) and writes export/report.json (the numbers) and export/report.html (the same numbers
-with plots, self-contained), then prints a short text summary. Every part is optional: a dataset
-that was never split simply has no split section.
+runs/<id>/ of this dataset) and returns a DatasetReport: its numbers go to export/report.json,
+report_page.py renders them as export/report.html, and summary() is the terminal's few lines.
+Every part is optional: a dataset that was never split simply has no split section.
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -18,22 +16,19 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
-from PIL import Image
-from tqdm import tqdm
+import pandas as pd
 
-from . import atomic, manifest, voc
-from .cli import dataset_from, parser, run
+from training import runs as training_runs
+from training.geometry import (ANCHOR_SIZES, IMAGE_MAX_SIDE, IMAGE_MIN_SIDE, POSITIVE_IOU,
+                               best_anchor_iou, resize_scale)
+
+from . import manifest, voc
+from . import progress as progress_bars
 from .errors import MasksetError
-from .layout import Dataset, DatasetLocked
+from .images import NotAnImage, open_image
+from .layout import Dataset
+from .results import Result
 
-# keras-retinanet's defaults: images are resized so the short side is 800 (long side at most
-# 1333), and anchors come in these sizes, scales and ratios (AnchorParameters.default).
-IMAGE_MIN_SIDE = 800
-IMAGE_MAX_SIDE = 1333
-ANCHOR_SIZES = (32, 64, 128, 256, 512)
-ANCHOR_SCALES = (2 ** 0, 2 ** (1 / 3), 2 ** (2 / 3))
-ANCHOR_RATIOS = (0.5, 1.0, 2.0)
-POSITIVE_IOU = 0.5  # keras-retinanet's positive_overlap: a box with no anchor above it is never learned
 MAX_RUNS = 5
 
 
@@ -50,47 +45,23 @@ class Boxes:
 
 
 @dataclass
-class DatasetReport:
+class DatasetReport(Result):
     numbers: dict                                    # everything in report.json
     class_names: list[str] = field(default_factory=list)
     boxes: Boxes = field(default_factory=Boxes)
     image_sizes: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # (width, height)
     boxes_per_image: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     runs: list[dict] = field(default_factory=list)  # with their log rows, for plotting
+    page: Path | None = None                        # export/report.html, once written
+
+    def summary(self) -> str:
+        return summary_text(self) + (f"\nreport: {self.page}" if self.page else "")
+
+    def to_json(self) -> dict:
+        return self.numbers
 
 
 # -- anchors ----------------------------------------------------------------------------------
-def anchor_shapes() -> np.ndarray:
-    """(width, height) of every anchor shape, as keras-retinanet's generate_anchors makes them."""
-    shapes = []
-    for size in ANCHOR_SIZES:
-        for scale in ANCHOR_SCALES:
-            area = (size * scale) ** 2
-            for ratio in ANCHOR_RATIOS:
-                width = np.sqrt(area / ratio)
-                shapes.append((width, width * ratio))
-    return np.array(shapes)
-
-
-def resize_scale(width, height, min_side=IMAGE_MIN_SIDE, max_side=IMAGE_MAX_SIDE) -> np.ndarray:
-    """keras-retinanet's compute_resize_scale, vectorised."""
-    width, height = np.asarray(width, float), np.asarray(height, float)
-    scale = min_side / np.minimum(width, height)
-    return np.where(np.maximum(width, height) * scale > max_side, max_side / np.maximum(width, height), scale)
-
-
-def best_anchor_iou(box_w: np.ndarray, box_h: np.ndarray) -> np.ndarray:
-    """The best IoU any anchor shape reaches with each box when centred on it (the best case:
-    on the real stride grid it is lower). Below POSITIVE_IOU the box gets no positive anchor."""
-    anchors = anchor_shapes()
-    w, h = box_w[:, None], box_h[:, None]
-    inter = np.minimum(w, anchors[:, 0]) * np.minimum(h, anchors[:, 1])
-    union = w * h + anchors[:, 0] * anchors[:, 1] - inter
-    if len(box_w) == 0:
-        return np.zeros(0)
-    return (inter / np.maximum(union, 1e-9)).max(axis=1)
-
-
 def tiny_mask(boxes: Boxes) -> np.ndarray:
     """Boxes smaller than the smallest anchor that no anchor shape covers at the positive IoU."""
     # degenerate boxes (zero width or height) are validate's business, not tiny ones
@@ -149,7 +120,7 @@ def _site(record: dict) -> str:
 
 
 def _filters(value) -> str:
-    if value in (None, "", [], {}):
+    if value is None or (isinstance(value, float) and value != value) or value in ("", [], {}):
         return "none"
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "none"
@@ -194,7 +165,7 @@ def _images_and_boxes(dataset: Dataset, state: dict, declared: list[str], min_si
     images_per_class: Counter = Counter()
     seen_xml = set()
 
-    for number, image in enumerate(tqdm(images, desc="report", unit="img", disable=not progress)):
+    for number, image in enumerate(progress_bars.bar(images, desc="report", enabled=progress)):
         xml = dataset.annotation_for(image)
         record = state.get(image.name, {})
         width, height = _int(record.get("width")), _int(record.get("height"))
@@ -210,9 +181,9 @@ def _images_and_boxes(dataset: Dataset, state: dict, declared: list[str], min_si
             width, height = parsed.width, parsed.height
         if not (width and height):
             try:
-                with Image.open(image) as opened:  # header only: no decode
+                with open_image(image) as opened:  # header only: no decode
                     width, height = opened.size
-            except OSError:
+            except (NotAnImage, OSError):
                 width = height = 0
         if width and height:
             sizes.append((width, height))
@@ -259,44 +230,50 @@ def _images_and_boxes(dataset: Dataset, state: dict, declared: list[str], min_si
     }
 
 
-def _quarantine(dataset: Dataset, state: dict) -> dict:
+def _quarantine(dataset: Dataset, table: pd.DataFrame) -> dict:
     """Quarantined files by reason, from the manifest (where each stage records its moves), and
     how many files each quarantine/ folder keeps (duplicates, originals of fixes, history)."""
-    by_reason: Counter = Counter()
-    for record in state.values():
-        if record.get("event") == manifest.QUARANTINED:
-            by_reason[record.get("reason") or "unspecified"] += 1
+    if len(table) and "event" in table:
+        held = table[table["event"] == manifest.QUARANTINED]
+        reasons = held.get("reason", pd.Series(index=held.index, dtype=object))
+        by_reason = Counter(reasons.fillna("unspecified").replace("", "unspecified").astype(str))
+    else:
+        by_reason = Counter()
     folders: Counter = Counter()
     if dataset.quarantine.is_dir():
         for path in dataset.quarantine.rglob("*"):
             if path.is_file() and not path.name.startswith(".") and path.suffix != ".jsonl":
-                folders[path.relative_to(dataset.quarantine).parts[0] if len(
-                    path.relative_to(dataset.quarantine).parts) > 1 else "."] += 1
+                parts = path.relative_to(dataset.quarantine).parts
+                folders[parts[0] if len(parts) > 1 else "."] += 1
     return {"total": sum(by_reason.values()), "by_reason": _sorted_counts(by_reason),
             "folders": _sorted_counts(folders)}
 
 
-def _sources(state: dict, present: set[str]) -> dict:
-    """Where the images now in images/ came from (manifest 'added' records)."""
-    origin, query, engine, site, filters, imports = (Counter() for _ in range(6))
-    for name in present:
-        record = state.get(name)
-        if not record:
-            origin["not in manifest"] += 1
-            continue
-        kind = record.get("origin") or ("scrape" if record.get("query") else "unknown")
-        origin[kind] += 1
-        if kind == "scrape" or record.get("query"):
-            query[record.get("query") or "unknown"] += 1
-            engine[record.get("engine") or "unknown"] += 1
-            site[_site(record)] += 1
-            filters[_filters(record.get("filters"))] += 1
-        if kind == "import":
-            source = record.get("source_path")
-            imports[str(Path(source).parent) if source else "unknown"] += 1
-    return {"origin": _sorted_counts(origin), "query": _sorted_counts(query),
-            "engine": _sorted_counts(engine), "site": _sorted_counts(site),
-            "filters": _sorted_counts(filters), "import_sources": _sorted_counts(imports)}
+def _sources(table: pd.DataFrame, present: set[str]) -> dict:
+    """Where the images now in images/ came from: the manifest table's rows for them, counted
+    per origin, query, engine, site, search filter and import folder."""
+    frame = table.reindex(sorted(present))
+    column = lambda name: frame[name] if name in frame else pd.Series(None, frame.index, object)  # noqa: E731
+    listed = frame.index.isin(table.index)
+    has_query = column("query").notna()
+    origin = column("origin").where(column("origin").fillna("") != "",
+                                    has_query.map({True: "scrape", False: "unknown"}))
+    origin[~listed] = "not in manifest"
+    scraped = listed & ((origin == "scrape") | has_query)
+
+    def tally(values) -> dict:
+        return _sorted_counts(Counter(values))
+
+    def named(series) -> pd.Series:
+        return series.fillna("unknown").replace("", "unknown").astype(str)
+
+    return {"origin": tally(origin),
+            "query": tally(named(column("query")[scraped])),
+            "engine": tally(named(column("engine")[scraped])),
+            "site": tally(_site(r) for r in frame[scraped].to_dict("records")),
+            "filters": tally(_filters(v) for v in column("filters")[scraped]),
+            "import_sources": tally(str(Path(v).parent) if isinstance(v, str) and v else "unknown"
+                                    for v in column("source_path")[origin == "import"])}
 
 
 def _validation(dataset: Dataset, data: dict | None, parse_errors: list[dict], newest_change: float) -> dict:
@@ -323,78 +300,19 @@ def _validation(dataset: Dataset, data: dict | None, parse_errors: list[dict], n
     }
 
 
-def _read_log(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                clean = {}
-                for key, value in row.items():
-                    if key is None:
-                        continue
-                    try:
-                        clean[key.strip()] = float(value)
-                    except (TypeError, ValueError):
-                        clean[key.strip()] = value
-                rows.append(clean)
-    except (OSError, csv.Error):
-        return []
-    return rows
-
-
-def _runs(runs_dir: Path | None, problems: list[str], limit: int) -> list[dict]:
-    """The latest training runs (newest first): val mAP and AP per class, and their logs."""
-    if runs_dir is None or not Path(runs_dir).is_dir():
-        return []
-    candidates = [p for p in Path(runs_dir).iterdir() if p.is_dir() and not p.name.startswith(".")
-                  and any((p / f).exists() for f in ("config.json", "log.csv", "evaluation.json"))]
-    # newest first by the config's time, as training.runs.latest_run orders them (the log's for
-    # an older run without a config)
-    candidates.sort(key=lambda p: (_mtime(p / "config.json") or _mtime(p / "log.csv")
-                                   or _mtime(p / "evaluation.json"), p.name), reverse=True)
-    runs = []
-    for folder in candidates[:limit]:
-        log = _read_log(folder / "log.csv")
-        evaluation = _read_json(folder / "evaluation.json", problems) or {}
-        config = _read_json(folder / "config.json", problems) or {}
-        last = log[-1] if log else {}
-        classes = {}
-        for name, entry in (evaluation.get("classes") or {}).items():
-            if isinstance(entry, dict):
-                classes[name] = {"ap": entry.get("ap"), "instances": entry.get("instances")}
-        if not classes:
-            classes = {k[3:]: {"ap": v, "instances": None} for k, v in last.items()
-                       if k.startswith("AP_") and isinstance(v, float)}
-        m_ap = evaluation.get("mAP")
-        if m_ap is None and isinstance(last.get("val_mAP"), float):
-            m_ap = last["val_mAP"]
-        maps = [r["val_mAP"] for r in log if isinstance(r.get("val_mAP"), float)]
-        runs.append({
-            "id": folder.name, "path": str(folder), "mAP": m_ap, "classes": classes,
-            "epochs": len(log), "best_val_mAP": max(maps) if maps else None,
-            "backbone": config.get("backbone"), "evaluated": bool(evaluation),
-            "curves_png": str(folder / "curves.png") if (folder / "curves.png").exists() else None,
-            "pr_curve_png": str(folder / "pr_curve.png") if (folder / "pr_curve.png").exists() else None,
-            "log": log,
-        })
-    return runs
-
-
 # -- the report -------------------------------------------------------------------------------
 def collect(dataset: Dataset, runs_dir: Path | str | None = None, min_side: int = IMAGE_MIN_SIDE,
             max_side: int = IMAGE_MAX_SIDE, max_runs: int = MAX_RUNS, progress: bool = True) -> DatasetReport:
     """Read the dataset and what the stages wrote about it; nothing is written."""
-    dataset.require()
     started = time.monotonic()
     problems: list[str] = []
     try:
-        records = [r for r in manifest.read_records(dataset) if isinstance(r, dict) and "file" in r]
+        records = manifest.read_records(dataset)
     except MasksetError as error:
         problems.append(str(error))
         records = []
     state = manifest.state(dataset, records)
+    table = manifest.frame(dataset, records)
     walk = _images_and_boxes(dataset, state, _declared_classes(dataset, problems), min_side, max_side, progress)
     boxes: Boxes = walk["boxes"]
     names = walk["class_names"]
@@ -410,7 +328,8 @@ def collect(dataset: Dataset, runs_dir: Path | str | None = None, min_side: int 
     dedupe = _read_json(dataset.export / "dedupe.json", problems)
     split = _read_json(dataset.export / "split.json", problems)
     validate = _read_json(dataset.export / "validate.json", problems)
-    runs = _runs(Path(runs_dir) if runs_dir else None, problems, max_runs)
+    runs = [training_runs.summary(folder)
+            for folder in training_runs.recent(runs_dir, data=dataset.root, limit=max_runs)]
 
     numbers = {
         "dataset": str(dataset.root),
@@ -425,7 +344,7 @@ def collect(dataset: Dataset, runs_dir: Path | str | None = None, min_side: int 
             "unparsable": len(walk["parse_errors"]),
             "empty": walk["empty"],
             "annotations_without_image": len(walk["orphans"]),
-            "quarantined": _quarantine(dataset, state),
+            "quarantined": _quarantine(dataset, table),
             "width": _stats(sizes[:, 0]), "height": _stats(sizes[:, 1]),
             "min_side": _stats(sizes.min(axis=1)) if len(sizes) else {},
         },
@@ -445,7 +364,7 @@ def collect(dataset: Dataset, runs_dir: Path | str | None = None, min_side: int 
                      "image_min_side": min_side, "image_max_side": max_side,
                      "smallest_anchor": ANCHOR_SIZES[0], "positive_iou": POSITIVE_IOU},
         },
-        "sources": _sources(state, present),
+        "sources": _sources(table, present),
         "duplicates": dedupe,
         "validation": _validation(dataset, validate, walk["parse_errors"], newest_change),
         "split": split,
@@ -505,42 +424,3 @@ def summary_text(report: DatasetReport) -> str:
     for problem in n["problems"]:
         lines.append(f"warning: {problem}")
     return "\n".join(lines)
-
-
-def write_report(dataset: Dataset, runs_dir: Path | str | None = None, progress: bool = True,
-                 **options) -> tuple[Path, DatasetReport]:
-    """Collect, then write export/report.json and export/report.html (atomically)."""
-    from .report_html import render  # matplotlib is only needed here
-
-    report = collect(dataset, runs_dir, progress=progress, **options)
-    dataset.export.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(dataset.export / "report.json", report.numbers)
-    page = atomic.write_text(dataset.export / "report.html", render(report, dataset))
-    return page, report
-
-
-def main(argv=None) -> int:
-    p = parser("Write export/report.html and report.json: the dataset at a glance.")
-    p.add_argument("--runs", default="runs", help="the training runs folder (make's RUNS=, default: runs)")
-    p.add_argument("--image-min-side", type=int, default=IMAGE_MIN_SIDE,
-                   help="training's image-min-side, for the tiny-box count (default 800)")
-    p.add_argument("--image-max-side", type=int, default=IMAGE_MAX_SIDE)
-    p.add_argument("--max-runs", type=int, default=MAX_RUNS, help="how many of the latest runs to show")
-    args = p.parse_args(argv)
-    dataset = dataset_from(args)
-    dataset.require()
-    options = dict(min_side=args.image_min_side, max_side=args.image_max_side, max_runs=args.max_runs)
-    try:
-        # holding the lock keeps a writer from changing the dataset halfway through the report
-        with dataset.lock("report"):
-            page, report = write_report(dataset, args.runs, **options)
-    except DatasetLocked as busy:
-        print(f"warning: {busy} The report is a snapshot taken while it writes.", file=sys.stderr)
-        page, report = write_report(dataset, args.runs, **options)
-    print(summary_text(report))
-    print(f"report: {page}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(run(main))

@@ -10,20 +10,23 @@ split with the same VAL and seed would have put across train and val.
 from __future__ import annotations
 
 import csv
+import logging
 import random
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import atomic, grouping
-from .cli import dataset_from, parser, run
+from . import atomic, hashcache, neighbours
 from .errors import MasksetError
 from .export import csv_text
 from .layout import Dataset
+from .results import Result
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
-class SplitResult:
+class SplitResult(Result):
     assignment: dict[str, str]        # image path as in the CSV -> "train" | "val"
     groups: int                       # groups of near duplicates with more than one image
     pairs: int                        # near-duplicate pairs among the exported images
@@ -31,9 +34,11 @@ class SplitResult:
     counts: dict                      # {"train"|"val": {"images": n, "boxes": {class: n}}}
     threshold: int
     dhash_threshold: int
+    warnings: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        lines = []
+        lines = [f"warning: {w}" for w in self.warnings]
         for part in ("train", "val"):
             c = self.counts[part]
             boxes = ", ".join(f"{k} {v}" for k, v in sorted(c["boxes"].items()))
@@ -46,6 +51,8 @@ class SplitResult:
         lines.append(f"leakage prevented: {self.pairs} near-duplicate pairs in {self.groups} groups kept "
                      f"on one side; a plain random split would have put {self.random_cross_pairs} "
                      f"pairs across train and val")
+        if self.written:
+            lines.append(f"wrote {', '.join(self.written)}")
         return "\n".join(lines)
 
 
@@ -115,9 +122,9 @@ def split(dataset: Dataset, val: float = 0.2, seed: int = 0, threshold: int | No
     """The split and what write_split needs: the CSV rows and the near-duplicate groups."""
     if not 0 < val < 1:
         raise MasksetError(f"VAL={val}: the val share must be between 0 and 1 (e.g. VAL=0.2).")
-    threshold = grouping.DEFAULT_THRESHOLD if threshold is None else threshold
-    dhash_threshold = grouping.DEFAULT_DHASH_THRESHOLD if dhash_threshold is None else dhash_threshold
-    grouping.check_thresholds(threshold, dhash_threshold)
+    threshold = neighbours.DEFAULT_THRESHOLD if threshold is None else threshold
+    dhash_threshold = neighbours.DEFAULT_DHASH_THRESHOLD if dhash_threshold is None else dhash_threshold
+    neighbours.check_thresholds(threshold, dhash_threshold)
     rows = read_annotations(dataset.export / "annotations.csv")
     by_image: dict[str, list[list[str]]] = defaultdict(list)
     for row in rows:
@@ -129,10 +136,10 @@ def split(dataset: Dataset, val: float = 0.2, seed: int = 0, threshold: int | No
         raise MasksetError(f"{dataset.export / 'annotations.csv'}: {missing[0]} does not exist "
                            f"({len(missing)} such). Re-run `make export`.")
 
-    hashes = grouping.image_hashes(dataset, files=[name_of[p] for p in images], progress=progress)
+    hashes = hashcache.image_hashes(dataset, files=[name_of[p] for p in images], progress=progress)
     by_name = {name_of[p]: p for p in images}
-    pairs = [(by_name[a], by_name[b], d) for a, b, d in grouping.similar_pairs(hashes, threshold, dhash_threshold)]
-    image_groups = grouping.groups(images, [(a, b) for a, b, _ in pairs])
+    pairs = [(by_name[a], by_name[b], d) for a, b, d in neighbours.similar_pairs(hashes, threshold, dhash_threshold)]
+    image_groups = neighbours.groups(images, [(a, b) for a, b, _ in pairs])
 
     def boxes(image_rows):
         return Counter(r[5] for r in image_rows if r[5])
@@ -147,8 +154,15 @@ def split(dataset: Dataset, val: float = 0.2, seed: int = 0, threshold: int | No
         counts[assignment[image]]["images"] += 1
         counts[assignment[image]]["boxes"] += boxes(by_image[image])
     counts = {k: {"images": v["images"], "boxes": dict(sorted(v["boxes"].items()))} for k, v in counts.items()}
-    return SplitResult(assignment, sum(len(g) > 1 for g in image_groups), len(pairs), random_cross,
-                       counts, threshold, dhash_threshold), rows, image_groups
+    result = SplitResult(assignment, sum(len(g) > 1 for g in image_groups), len(pairs), random_cross,
+                         counts, threshold, dhash_threshold)
+    for part in ("train", "val"):
+        if counts[part]["images"] == 0:
+            why = (f"{len(images)} images in {len(image_groups)} duplicate group(s)" if images
+                   else "no annotated images")
+            result.warnings.append(f"{part} is empty: {why} cannot be split {1 - val:.0%}/{val:.0%}. "
+                                   f"Annotate more (distinct) images, then split again.")
+    return result, rows, image_groups
 
 
 def write_split(dataset: Dataset, result: SplitResult, rows, image_groups, val: float, seed: int) -> None:
@@ -169,22 +183,5 @@ def make_split(dataset: Dataset, val: float = 0.2, seed: int = 0, threshold: int
                progress: bool = True, dhash_threshold: int | None = None) -> SplitResult:
     result, rows, image_groups = split(dataset, val, seed, threshold, progress, dhash_threshold)
     write_split(dataset, result, rows, image_groups, val, seed)
+    result.written = [str(dataset.export / name) for name in ("train.csv", "val.csv", "split.json")]
     return result
-
-
-def main(argv=None) -> int:
-    p = parser("Split export/annotations.csv into train.csv and val.csv without near-duplicate leakage.")
-    p.add_argument("--val", type=float, default=0.2, help="share of images for validation (default 0.2)")
-    p.add_argument("--seed", type=int, default=0)
-    grouping.add_threshold_options(p)
-    args = p.parse_args(argv)
-    dataset = dataset_from(args)
-    with dataset.lock("split"):
-        result = make_split(dataset, args.val, args.seed, args.threshold, dhash_threshold=args.dhash_threshold)
-    print(result.summary())
-    print(f"wrote {dataset.export / 'train.csv'}, {dataset.export / 'val.csv'} and {dataset.export / 'split.json'}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(run(main))

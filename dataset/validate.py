@@ -8,19 +8,20 @@ each original under quarantine/fixed/.
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lxml import etree
-from tqdm import tqdm
-
-from . import atomic, exif, manifest, voc
-from .cli import dataset_from, parser, run
+from . import atomic, boxes, exif, manifest, voc
+from . import progress as progress_bars
 from .images import NotAnImage, inspect
 from .layout import Dataset
+from .results import Result
+
+log = logging.getLogger(__name__)
 
 ERROR, WARNING = "error", "warning"
 
@@ -39,7 +40,7 @@ class Finding:
 
 
 @dataclass
-class Report:
+class Report(Result):
     findings: list[Finding] = field(default_factory=list)
     images: int = 0
     annotated: list[str] = field(default_factory=list)  # image names with a usable VOC file
@@ -47,6 +48,8 @@ class Report:
     drafts: list[str] = field(default_factory=list)     # image names with an unreviewed draft
     boxes: Counter = field(default_factory=Counter)     # per class, annotated images only
     annotations: dict = field(default_factory=dict)     # image name -> VocAnnotation (annotated)
+    fixed: list[str] = field(default_factory=list)      # what FIX=1 did, one line per file
+    fix_asked: bool = False
 
     @property
     def errors(self) -> list[Finding]:
@@ -56,18 +59,37 @@ class Report:
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == WARNING]
 
-    def summary(self) -> dict:
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.errors else 0
+
+    def counts(self) -> dict:
         return {"images": self.images, "annotated": len(self.annotated), "pending": len(self.pending),
                 "drafts": len(self.drafts), "errors": len(self.errors), "warnings": len(self.warnings),
                 "boxes": sum(self.boxes.values()), "boxes_per_class": dict(sorted(self.boxes.items()))}
 
     def summary_line(self) -> str:
-        s = self.summary()
+        s = self.counts()
         per_class = ", ".join(f"{k} {v}" for k, v in s["boxes_per_class"].items()) or "none"
         drafts = f" ({s['drafts']} of them drafts)" if s["drafts"] else ""
         return (f"validate: {s['images']} images, {s['annotated']} annotated ({s['boxes']} boxes: "
                 f"{per_class}), {s['pending']} pending{drafts}; "
                 f"{s['errors']} errors, {s['warnings']} warnings")
+
+    def summary(self, limit: int | None = None) -> str:
+        lines = [f"fixed: {line}" for line in self.fixed] or (["fixed: nothing to fix"] if self.fix_asked else [])
+        lines += [finding.line() for finding in self.findings[:limit]]
+        if limit is not None and len(self.findings) > limit:
+            lines.append(f"... and {len(self.findings) - limit} more (all in export/validate.json)")
+        lines.append(self.summary_line())
+        fixable = sum(f.fixable for f in self.errors)
+        if fixable and not self.fix_asked:
+            lines.append(f"{fixable} of the errors can be fixed automatically: make validate FIX=1")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {"summary": self.counts(), "time": manifest.now(),
+                "findings": [asdict(f) for f in self.findings]}
 
 
 def _check_boxes(rel: str, ann: voc.VocAnnotation, width: int, height: int, classes: list[str]):
@@ -172,9 +194,9 @@ def validate(dataset: Dataset, include_drafts: bool = False, progress: bool = Tr
     report = Report(images=len(images))
     xml_files = dataset.annotation_files()
     with ThreadPoolExecutor(max_workers=4) as pool:  # Pillow decodes outside the GIL
-        results = list(tqdm(pool.map(lambda x: _check_one(dataset, x, images_by_stem, classes,
-                                                          include_drafts), xml_files),
-                            total=len(xml_files), desc="validate", unit="file", disable=not progress))
+        results = list(progress_bars.bar(pool.map(lambda x: _check_one(dataset, x, images_by_stem, classes,
+                                                                       include_drafts), xml_files),
+                                         total=len(xml_files), desc="validate", unit="file", enabled=progress))
     covered = set()
     for image_name, ann, findings, is_draft in results:
         report.findings += findings
@@ -189,101 +211,74 @@ def validate(dataset: Dataset, include_drafts: bool = False, progress: bool = Tr
             report.boxes.update(o.name for o in ann.objects)
     report.pending = sorted(p.name for p in images if p.name not in covered) + sorted(report.drafts)
     if write_report:
-        atomic.write_json(dataset.export / "validate.json", {
-            "summary": report.summary(), "time": manifest.now(),
-            "findings": [asdict(f) for f in report.findings]})
+        if dataset.writable():
+            atomic.write_json(dataset.export / "validate.json", report.to_json())
+        else:
+            log.warning("%s: read-only; export/validate.json not written", dataset.root)
     return report
 
 
 def apply_fixes(dataset: Dataset, report: Report) -> list[str]:
-    """Apply the fixable findings; originals go to quarantine/fixed/<time>/. Returns what was done."""
+    """Apply the fixable findings; originals go to quarantine/fixed/<time>/. Returns what was done.
+
+    Every fixed file is computed before any is written, so a file that cannot be fixed stops the
+    run with nothing changed."""
     backup = dataset.quarantine / "fixed" / time.strftime("%Y%m%dT%H%M%S")
     image_of_xml = {str(a.source.relative_to(dataset.root)): name for name, a in report.annotations.items()}
     by_file: dict[str, set[str]] = {}
     for finding in report.findings:
         if finding.fixable:
             by_file.setdefault(finding.file, set()).add(finding.kind)
-    done = []
+    changes = []
     for rel, kinds in sorted(by_file.items()):
-        path = dataset.root / rel
-        original = atomic.copy_file(path, atomic.unique_path(backup / rel))
+        path = dataset.inside(rel, "file to fix")
         if rel.startswith("images/"):
-            image_name = path.name
-            atomic.write_bytes(path, exif.clear_orientation(path.read_bytes()))
+            image_name, fixed = path.name, exif.clear_orientation(path.read_bytes())
         else:
             image_name = image_of_xml[rel]
             info = inspect(dataset.images / image_name, decode=False)
-            atomic.write_bytes(path, _fixed_xml(path, info.width, info.height))
+            fixed = _fixed_xml(path, info.width, info.height)
+        changes.append((rel, path, image_name, kinds, fixed))
+    done, records = [], []
+    for rel, path, image_name, kinds, fixed in changes:
+        original = atomic.copy_file(path, atomic.unique_path(backup / rel))
+        atomic.write_bytes(path, fixed)
         done.append(f"{rel}: {', '.join(sorted(kinds))}")
-        manifest.append(dataset, {"file": image_name, "event": "fixed", "what": sorted(kinds),
-                                  "original": str(original.relative_to(dataset.root))})
+        records.append({"file": image_name, "event": "fixed", "what": sorted(kinds),
+                        "original": str(original.relative_to(dataset.root))})
+    manifest.append_many(dataset, records)
     return done
 
 
-def fix(dataset: Dataset, report: Report, include_drafts: bool = False) -> tuple[list[str], Report]:
-    """Apply the report's safe fixes, then validate again: (what was done, the new report)."""
-    if not any(f.fixable for f in report.findings):
-        return [], report
-    done = apply_fixes(dataset, report)
-    return done, validate(dataset, include_drafts=include_drafts, progress=False)
+def fix(dataset: Dataset, report: Report, include_drafts: bool = False) -> Report:
+    """Apply the report's safe fixes, then validate again: the new report, saying what was done."""
+    done = apply_fixes(dataset, report) if any(f.fixable for f in report.findings) else []
+    if done:
+        report = validate(dataset, include_drafts=include_drafts, progress=False)
+    report.fixed, report.fix_asked = done, True
+    return report
 
 
 def _fixed_xml(xml: Path, width: int, height: int) -> bytes:
     """The VOC file with the real <size>, boxes clamped to it and exact duplicate boxes dropped."""
-    root = etree.parse(str(xml), voc._PARSER).getroot()
-    size = root.find("size")
-    if size is None:
-        size = etree.SubElement(root, "size")
-    for tag, value in (("width", width), ("height", height)):
-        node = size.find(tag)
-        if node is None:
-            node = etree.SubElement(size, tag)
-        node.text = str(value)
-    seen = set()
-    for obj in root.findall("object"):
-        box = obj.find("bndbox")
-        key = [obj.findtext("name")]
-        for tag, limit in (("xmin", width), ("ymin", height), ("xmax", width), ("ymax", height)):
-            node = box.find(tag)
-            value = float(node.text)
-            clamped = min(max(value, 0), limit)
-            if clamped != value:
-                node.text = str(int(round(clamped)))
-            key.append(clamped)  # by value, as the check compares them: 210 and 210.0 are one box
-        if tuple(key) in seen:
-            root.remove(obj)
-        seen.add(tuple(key))
-    return etree.tostring(root, pretty_print=True, encoding="utf-8")
-
-
-def print_report(report: Report, limit: int | None = None) -> None:
-    for finding in report.findings[:limit]:
-        print(finding.line())
-    if limit is not None and len(report.findings) > limit:
-        print(f"... and {len(report.findings) - limit} more (all in export/validate.json)")
-    print(report.summary_line())
-
-
-def main(argv=None) -> int:
-    p = parser("Check every VOC file against its real image.")
-    p.add_argument("--fix", action="store_true", help="apply the safe fixes, keeping originals in quarantine/fixed/")
-    p.add_argument("--include-drafts", action="store_true", help="validate unreviewed drafts as annotations")
-    args = p.parse_args(argv)
-    dataset = dataset_from(args)
-    with dataset.lock("validate"):
-        report = validate(dataset, include_drafts=args.include_drafts)
-        if args.fix:
-            done, report = fix(dataset, report, args.include_drafts)
-            for line in done or ["nothing to fix"]:
-                print(f"fixed: {line}")
-    print_report(report)
-    if report.errors:
-        fixable = sum(f.fixable for f in report.errors)
-        if fixable and not args.fix:
-            print(f"{fixable} of the errors can be fixed automatically: make validate FIX=1")
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(run(main))
+    def change(root):
+        size = root.find("size")
+        if size is None:
+            size = voc.set_text(root, "size", "")
+        voc.set_text(size, "width", str(width))
+        voc.set_text(size, "height", str(height))
+        seen = set()
+        for obj in root.findall("object"):
+            box = obj.find("bndbox")
+            tags = ("xmin", "ymin", "xmax", "ymax")
+            values = tuple(float(box.find(tag).text) for tag in tags)  # parse() checked them
+            clamped = boxes.voc_clamped(values, width, height)
+            for tag, value, new in zip(tags, values, clamped):
+                if new != value:
+                    box.find(tag).text = str(int(round(new)))
+            # by value, as the check compares them: 210 and 210.0 are one box
+            key = (obj.findtext("name"), *clamped)
+            if key in seen:
+                root.remove(obj)
+            seen.add(key)
+    return voc.edited(xml, change)

@@ -6,8 +6,10 @@ as a VocError naming the file and the field.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from lxml import etree
 
@@ -17,6 +19,8 @@ from .errors import MasksetError
 # Written into <annotation> by `make prelabel`; labelImg drops unknown attributes when a person
 # saves, so the mark disappears exactly when a human has reviewed the file.
 DRAFT_ATTRIBUTE = "maskset-draft"
+
+MAX_BYTES = 32 << 20  # 10,000 boxes take 2 MB; a larger "VOC file" is something else
 
 _PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
@@ -72,22 +76,42 @@ def _number(xml_path, node, tag: str, where: str) -> tuple[float, str]:
     text = _text(node, tag)
     if text is None or text == "":
         raise VocError(xml_path, where, "missing. labelImg writes it for every box; redraw this box.")
+    return _finite(xml_path, text, where), text
+
+
+def _finite(xml_path, text: str, where: str) -> float:
     try:
-        return float(text), text
+        value = float(text)
     except ValueError:
-        raise VocError(xml_path, where, f"{text!r} is not a number.") from None
+        raise VocError(xml_path, where, f"{text!r} is not a number. Redraw the box in labelImg.") from None
+    if not math.isfinite(value):
+        raise VocError(xml_path, where, f"{text!r} is not a finite number. Redraw the box in labelImg "
+                                        f"(or correct the number in the file).")
+    return value
 
 
-def parse(xml_path: Path | str) -> VocAnnotation:
-    """Read one VOC file. Raises VocError for malformed XML or missing/unreadable fields."""
-    xml_path = Path(xml_path)
+def _tree(xml_path: Path):
+    """The parsed root of a VOC file, safely (no entities, DTD or network), or a VocError."""
     try:
-        root = etree.parse(str(xml_path), _PARSER).getroot()
+        size = xml_path.stat().st_size
+    except OSError as error:
+        raise VocError(xml_path, "file", f"cannot read: {error.strerror or error}") from None
+    if size > MAX_BYTES:
+        raise VocError(xml_path, "file", f"{size} bytes is too large for a VOC file (at most "
+                                         f"{MAX_BYTES >> 20} MB). Is it really an annotation?")
+    try:
+        return etree.parse(str(xml_path), _PARSER).getroot()
     except etree.XMLSyntaxError as error:
         raise VocError(xml_path, f"line {error.lineno}", f"malformed XML: {error.msg}. "
                        f"Open it in labelImg (`make annotate`) and save again.") from None
     except OSError as error:
         raise VocError(xml_path, "file", f"cannot read: {error}") from None
+
+
+def parse(xml_path: Path | str) -> VocAnnotation:
+    """Read one VOC file. Raises VocError for malformed XML or missing/unreadable fields."""
+    xml_path = Path(xml_path)
+    root = _tree(xml_path)
     if root.tag != "annotation":
         raise VocError(xml_path, "<annotation>", f"root element is <{root.tag}>, not a Pascal VOC file.")
 
@@ -103,10 +127,11 @@ def parse(xml_path: Path | str) -> VocAnnotation:
             if text in (None, ""):
                 sizes[tag] = None
                 continue
-            try:
-                sizes[tag] = int(float(text))
-            except ValueError:
-                raise VocError(xml_path, f"<size><{tag}>", f"{text!r} is not a number.") from None
+            value = _finite(xml_path, text, f"<size><{tag}>")
+            if not 0 <= value < 1 << 31:
+                raise VocError(xml_path, f"<size><{tag}>", f"{text} is not an image side in pixels. "
+                                                          f"FIX=1 (make validate) writes the real size.")
+            sizes[tag] = int(value)
         width, height, depth = sizes["width"], sizes["height"], sizes["depth"]
 
     objects = []
@@ -173,15 +198,31 @@ def write(annotation: VocAnnotation, xml_path: Path | str, overwrite: bool = Fal
         raise MasksetError(f"{xml_path}: exists already; maskset never overwrites an annotation.") from None
 
 
+def edited(xml_path: Path | str, change: Callable) -> bytes:
+    """The XML of xml_path after change(root) edits its element tree in place.
+
+    The one way to edit a VOC file while keeping everything maskset does not touch (extra tags,
+    attributes, comments aside). Parsed as safely as parse() does; a VocError if unreadable."""
+    root = _tree(Path(xml_path))
+    change(root)
+    return etree.tostring(root, pretty_print=True, encoding="utf-8", xml_declaration=False)
+
+
+def set_text(parent, tag: str, text: str):
+    """parent's <tag> child (made if missing) with its text set."""
+    node = parent.find(tag)
+    if node is None:
+        node = etree.SubElement(parent, tag)
+    node.text = text
+    return node
+
+
 def rewrite_location(xml_path: Path | str, folder: str, filename: str, image_path: str) -> bytes:
     """The XML of xml_path with <folder>, <filename> and <path> pointing at a new place.
 
     Everything else (objects, attributes, extra tags) is kept as it was.
     """
-    root = etree.parse(str(xml_path), _PARSER).getroot()
-    for tag, value in (("folder", folder), ("filename", filename), ("path", image_path)):
-        node = root.find(tag)
-        if node is None:
-            node = etree.SubElement(root, tag)
-        node.text = value
-    return etree.tostring(root, pretty_print=True, encoding="utf-8", xml_declaration=False)
+    def move(root):
+        for tag, value in (("folder", folder), ("filename", filename), ("path", image_path)):
+            set_text(root, tag, value)
+    return edited(xml_path, move)

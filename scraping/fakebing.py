@@ -281,7 +281,7 @@ def add_tricky_results(fake: FakeBing, good: int = 10, seed: int = 3, slow: floa
     The fake must be started (URLs carry its port)."""
     from PIL import Image
 
-    from dataset.sample import jpeg_bytes, render_scene
+    from dataset.fixtures.scenes import jpeg_bytes, render_scene
 
     rng = random.Random(seed)
     scenes = [jpeg_bytes(render_scene(rng, (320, 240))[0]) for _ in range(good + 4)]

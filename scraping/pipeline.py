@@ -59,6 +59,9 @@ class Summary:
     files: list = field(default_factory=list)
     stopped: str = ""
     seconds: float = 0.0
+    images: str = ""              # where they went, and where to look
+    log: str = ""
+    page: str = ""
 
     def line(self) -> str:
         rejected = sum(self.rejected.values())
@@ -76,6 +79,10 @@ class Summary:
         if self.stopped:
             lines.append(f"  stopped: {self.stopped}")
         return "\n".join(lines)
+
+    def summary(self) -> str:
+        return (self.text() + f"\n  images in {self.images}; rejections logged in {self.log}; "
+                f"look at {self.page}")
 
 
 @dataclass
@@ -173,7 +180,8 @@ def pages_for(options: ScrapeOptions):
 def scrape(dataset: Dataset, options: ScrapeOptions, progress: bool = True) -> Summary:
     """Add up to options.limit images from options.query to dataset (counting earlier runs)."""
     started = time.monotonic()
-    summary = Summary(options.query, options.engine, options.limit)
+    summary = Summary(options.query, options.engine, options.limit, images=str(dataset.images),
+                      log=str(dataset.export / "scrape-log.jsonl"), page=str(dataset.export / "scrape.html"))
     dataset.ensure()
     with dataset.lock("scrape"):
         store = Store(dataset)
@@ -240,7 +248,7 @@ def _run(store: Store, options: ScrapeOptions, summary: Summary, need: int, prog
         pages.close()  # quits Chromium for the selenium engine
     if blocked is not None:
         summary.stopped = str(blocked)
-        blocked.summary = summary
+        blocked.result = summary
         raise blocked
 
 

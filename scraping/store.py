@@ -10,12 +10,11 @@ lasting reason (404, not an image, duplicate ...) is not fetched again on the ne
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 from pathlib import Path
 
-from dataset import atomic, manifest
+from dataset import atomic, jsonl, manifest
 from dataset.layout import Dataset
 
 NAME = re.compile(r"^[0-9a-f]{16}\.(jpg|png|bmp)$")
@@ -23,16 +22,9 @@ TRANSIENT = {"timeout", "connection", "request-error"}  # worth trying again nex
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """One JSON object a line (the rejection log, the pending journal); [] if there is no file."""
-    if not path.exists():
-        return []
-    entries = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            entries.append(json.loads(line))
-        except ValueError:
-            continue  # a torn last line from a kill: harmless here
-    return entries
+    """One JSON object a line (the rejection log, the pending journal); [] if there is no file.
+    A torn or damaged line is skipped with a warning: harmless here."""
+    return jsonl.read(path, strict=False).records
 
 
 def is_transient(reason: str) -> bool:
@@ -101,7 +93,7 @@ class Store:
             name = target.name
         record = {**record, "file": name, "event": manifest.ADDED, "sha256": sha, "origin": "scrape",
                   "time": manifest.now()}
-        atomic.append_line(self.pending_path, json.dumps(record, sort_keys=True, ensure_ascii=False))
+        jsonl.append(self.pending_path, record)
         if not target.exists():
             atomic.write_bytes(target, data)
         return record
@@ -132,7 +124,7 @@ class Store:
     def log(self, url: str, reason: str, detail: str = "", **extra) -> None:
         self.dataset.export.mkdir(parents=True, exist_ok=True)
         entry = {"time": manifest.now(), "url": url, "reason": reason, "detail": detail[:300], **extra}
-        atomic.append_line(self.log_path, json.dumps(entry, sort_keys=True, ensure_ascii=False))
+        jsonl.append(self.log_path, entry)
         if not is_transient(reason):
             self.skip_murls[url] = reason
 

@@ -34,6 +34,7 @@ PROGRAMS = [
     Need("chromium-driver", ("chromedriver",), "scrape ENGINE=selenium"),
     Need("xvfb", ("Xvfb",), "annotate on a headless machine, the GUI and live-window tests"),
     Need("xdotool", ("xdotool",), "the GUI tests drive labelImg's window with it"),
+    Need("util-linux", ("unshare",), "the read-only and full-disk dataset tests (a private mount namespace)"),
 ]
 # Shared libraries Qt's xcb platform plugin (labelImg) loads.
 LIBRARIES = [
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
         print("error: still missing after the install: " + " ".join(n.package for n in absent), file=err)
         return 1
     packages = " ".join(need.package for need in absent)
-    manual = f"sudo apt-get update && sudo apt-get install -y --no-install-recommends {packages}"
+    manual = f"sudo apt-get update && sudo apt-get install -y {packages}"
     print(f"install them with:\n  {manual}", file=err)
     if args.require:
         why = "" if not args.install else " (this user cannot install: not root, and sudo asks for a password)"

@@ -25,4 +25,6 @@ if ! "$venv/bin/python" -c 'import keras_retinanet.utils.compute_overlap' 2>/dev
 fi
 "$venv/bin/python" -c 'import keras_retinanet.utils.compute_overlap, tensorflow, labelImg' 2>/dev/null || {
   echo "error: the venv is incomplete; remove $venv and run make setup again." >&2; exit 1; }
+# maskset itself, editable: the `maskset` command, and the packages importable without PYTHONPATH
+"${pip[@]}" install --no-deps --no-build-isolation -e .
 "$venv/bin/python" scripts/check_system.py || true

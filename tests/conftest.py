@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ SHARED = Path(os.environ.get("MASKSET_SHARED", REPO.parent / "shared"))
 SEED_VOC = SHARED / "data" / "seed-voc"
 ARTIFACTS = Path(os.environ.get("MASKSET_ARTIFACTS", REPO / "test-artifacts"))
 
-sys.path.insert(0, str(REPO))
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +31,7 @@ def artifacts() -> Path:
 @pytest.fixture(scope="session")
 def sample_src(tmp_path_factory) -> Path:
     """A rendered labelImg folder (images + VOC side by side), made once per test session."""
-    from dataset.sample import make_sample
+    from dataset.fixtures.scenes import make_sample
     folder = tmp_path_factory.mktemp("sample-src")
     make_sample(folder, count=24, size=(320, 240), seed=7, duplicates=3)
     return folder
@@ -54,6 +52,6 @@ def sample_dataset(tmp_path, sample_src):
 def gui_tools():
     """Fail (never skip) when Xvfb or xdotool is missing: the GUI tests are the proof that
     labelImg works, so a machine without them must not pass quietly."""
-    from gui import INSTALL_HINT, missing_tools
+    from dataset.fixtures.display import INSTALL_HINT, missing_tools
     if missing_tools():
         pytest.fail(f"the GUI tests need {', '.join(missing_tools())}: {INSTALL_HINT}")

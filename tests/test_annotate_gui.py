@@ -17,7 +17,7 @@ import pytest
 from dataset import voc
 from dataset.layout import Dataset
 from dataset.validate import validate
-from gui import (MARKER_C, GuiError, LabelImgWindow, VirtualDisplay, finish,
+from dataset.fixtures.display import (MARKER_C, GuiError, LabelImgWindow, VirtualDisplay, finish,
                  marker_image, output_shown_on_failure, start_make)
 from helpers import make
 

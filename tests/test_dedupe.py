@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dataset import grouping, manifest, voc
+from dataset import hashcache, neighbours, manifest, voc
 from dataset.dedupe import EXACT, NEAR, dedupe, duplicates_folder, log_file
 from dataset.importer import import_folder
 from dataset.layout import Dataset
-from dataset.sample import jpeg_bytes
+from dataset.fixtures.scenes import jpeg_bytes
 from helpers import make
 
 
@@ -69,7 +69,7 @@ def test_seed_voc_dedupe_restore_roundtrip(seed_dataset, seed_voc, artifacts):
     report = json.loads((seed_dataset.export / "dedupe.json").read_text())
     # The hashes dedupe used (the files have moved, so read its cache).
     cache = {line.split("\t")[0]: (int(line.split("\t")[3], 16), int(line.split("\t")[4], 16))
-             for line in grouping.cache_path(seed_dataset).read_text().splitlines() if not line.startswith("#")}
+             for line in hashcache.cache_path(seed_dataset).read_text().splitlines() if not line.startswith("#")}
     sha = {Path(p).name: h for p, h in before.items() if p.startswith("images/")}
     assert set(cache) == set(sha)
 
@@ -83,7 +83,7 @@ def test_seed_voc_dedupe_restore_roundtrip(seed_dataset, seed_voc, artifacts):
     pairs = [(a, b) for a, b in itertools.combinations(sorted(cache), 2)
              if (cache[a][0] ^ cache[b][0]).bit_count() <= report["threshold"]
              and (cache[a][1] ^ cache[b][1]).bit_count() <= report["dhash_threshold"] or sha[a] == sha[b]]
-    reference = [g for g in grouping.groups(sorted(cache), pairs) if len(g) > 1]
+    reference = [g for g in neighbours.groups(sorted(cache), pairs) if len(g) > 1]
     found = sorted(sorted([d["keeper"], *(x["file"] for x in d["duplicates"])]) for d in report["details"])
     assert found == reference
     group_of = {name: i for i, g in enumerate(found) for name in g}
@@ -143,7 +143,7 @@ def test_seed_voc_dedupe_restore_roundtrip(seed_dataset, seed_voc, artifacts):
 
 def test_conflicts_and_keeper_rule(tmp_path):
     """An unannotated larger copy loses to an annotated one; disagreeing labels are a conflict."""
-    from dataset.sample import render_scene
+    from dataset.fixtures.scenes import render_scene
     import random
     src = tmp_path / "src"
     src.mkdir()
@@ -153,7 +153,7 @@ def test_conflicts_and_keeper_rule(tmp_path):
     (src / "b_big_unlabelled.jpg").write_bytes(jpeg_bytes(big, 95))
     (src / "c_relabelled.jpg").write_bytes(jpeg_bytes(image, 70))
     (src / "d_other.jpg").write_bytes(jpeg_bytes(render_scene(random.Random(6), (400, 300))[0]))
-    from dataset.sample import annotation_for
+    from dataset.fixtures.scenes import annotation_for
     voc.write(annotation_for("a_small.jpg", image, faces, src), src / "a_small.xml")
     wrong = annotation_for("c_relabelled.jpg", image, faces, src)
     wrong.objects[0].name = "mask" if wrong.objects[0].name != "mask" else "no_mask"
@@ -182,16 +182,16 @@ def test_incremental_and_named_restore(sample_dataset):
     keeper = first.plan.groups[0].keeper.file
 
     # A new scrape brings a resized copy of a keeper and a new picture: only those are hashed.
-    cache_before = grouping.cache_path(dataset).read_text().splitlines()
+    cache_before = hashcache.cache_path(dataset).read_text().splitlines()
     with Image.open(dataset.images / keeper) as im:
         copy = im.resize((im.width // 2, im.height // 2))
     (dataset.images / "zz_new_copy.jpg").write_bytes(jpeg_bytes(copy, 75))
-    from dataset.sample import render_scene
+    from dataset.fixtures.scenes import render_scene
     import random
     (dataset.images / "zz_new_scene.jpg").write_bytes(jpeg_bytes(render_scene(random.Random(99))[0]))
     with dataset.lock("dedupe"):
         second = dedupe(dataset, progress=False)
-    cache_after = grouping.cache_path(dataset).read_text().splitlines()
+    cache_after = hashcache.cache_path(dataset).read_text().splitlines()
     assert set(cache_after) - set(cache_before) == {l for l in cache_after if l.startswith("zz_new")}
     assert [[x["file"] for x in d["duplicates"]] for d in second.report["details"]] == [["zz_new_copy.jpg"]]
     assert second.report["details"][0]["keeper"] == keeper  # annotated beats unannotated
@@ -201,8 +201,8 @@ def test_incremental_and_named_restore(sample_dataset):
     with dataset.lock("dedupe"):
         dedupe(dataset, progress=False)
     named = sorted(manifest.read_records(dataset), key=lambda r: r["time"])[-1]["file"]
-    from dataset.dedupe import main
-    assert main(["--data", str(dataset.root), "--restore", named, "--quiet"]) == 0
+    from dataset.cli import main
+    assert main(["restore", "--data", str(dataset.root), "--files", named, "--quiet"]) == 0
     with dataset.lock("dedupe"):
         third = dedupe(dataset, progress=False)
     assert third.moved == [] and (dataset.images / named).exists()
@@ -226,10 +226,9 @@ def test_bad_input_is_a_clear_error(sample_dataset, tmp_path):
 
 
 def test_demo_step(sample_dataset, tmp_path):
-    from types import SimpleNamespace
-    from dataset import demo_step_dedupe
-    ctx = SimpleNamespace(work=tmp_path, data=sample_dataset, runs=tmp_path / "runs", quick=True, notes={})
-    summary = demo_step_dedupe.run(ctx)
+    import demo
+    ctx = demo.DemoContext(work=tmp_path, data=sample_dataset, runs=tmp_path / "runs", quick=True)
+    summary = demo.dedupe(ctx)
     assert summary == "3 groups, 6 files quarantined, 0 conflicts"
     assert ctx.notes["dedupe"]["quarantined"] == 6
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ import pytest
 from annotation import calibration as calib
 from annotation import prelabel as pl
 from dataset import voc
+from dataset.boxes import voc_from_zero_based
+from dataset.cli import call
 from dataset.errors import MasksetError
 from dataset.importer import import_folder
 from dataset.layout import Dataset, DatasetLocked
@@ -45,7 +48,7 @@ def test_calibration_needs_enough_faces_and_clips_to_the_image():
     assert calib.learn([([(0, 0, 10, 10)], [(0, 0, 14, 14)])]).is_identity  # 1 pair < MIN_PAIRS
     wide = calib.Calibration(scale_x=3.0, scale_y=3.0, pairs=9)
     assert wide.apply((0, 0, 20, 20), width=30, height=25) == (0.0, 0.0, 29.0, 24.0)
-    assert calib.draft_box((0.0, 0.0, 29.0, 24.0), 30, 25) == (1, 1, 30, 25)  # VOC is 1-based
+    assert voc_from_zero_based((0.0, 0.0, 29.0, 24.0), 30, 25) == (1, 1, 30, 25)  # VOC is 1-based
 
 
 def test_score_counts_one_to_one_matches_at_iou_half():
@@ -104,10 +107,11 @@ def _seed_dataset(root: Path, seed_voc: Path, annotated=ANNOTATED, unannotated=U
     src = root / "src"
     (src / "images").mkdir(parents=True)
     (src / "annotations").mkdir()
+    # copies in tmp (import never follows a link out of SRC)
     for stem in annotated + unannotated:
-        (src / "images" / f"{stem}.jpg").symlink_to(seed_voc / "images" / f"{stem}.jpg")
+        shutil.copy(seed_voc / "images" / f"{stem}.jpg", src / "images")
     for stem in annotated:
-        (src / "annotations" / f"{stem}.xml").symlink_to(seed_voc / "annotations" / f"{stem}.xml")
+        shutil.copy(seed_voc / "annotations" / f"{stem}.xml", src / "annotations")
     dataset = Dataset.at(root / "data")
     import_folder(dataset, src, progress=False)
     return dataset
@@ -176,7 +180,7 @@ def test_prelabel_refuses_while_another_stage_writes(tmp_path, seed_voc):
     dataset = _seed_dataset(tmp_path, seed_voc, annotated=["106"], unannotated=["116"])
     with dataset.lock("annotate"):
         with pytest.raises(DatasetLocked, match="annotate"):
-            pl.prelabel(dataset, run="face", runs_dir=tmp_path / "runs", progress=False)
+            call("prelabel", dataset, run="face", runs=str(tmp_path / "runs"))  # as make prelabel runs it
     assert not dataset.annotation_for("116.jpg").exists()
 
 
@@ -242,15 +246,15 @@ def test_prelabel_with_a_run_uses_its_model_and_classes(tmp_path, seed_voc, tiny
 
 
 def test_demo_step_drafts_the_scraped_images(tmp_path, seed_voc):
-    from annotation import demo_step
-    from dataset.sample import make_sample
+    import demo
+    from dataset.fixtures.scenes import make_sample
 
     class Ctx:  # what demo.py passes: scratch folder, dataset, runs folder, quick, notes
         work, runs, quick, notes = tmp_path, tmp_path / "runs", True, {}
 
     Ctx.data = _seed_dataset(tmp_path, seed_voc, annotated=ANNOTATED[:6], unannotated=["116"])
     make_sample(Ctx.data.images, count=2, duplicates=0, annotate=False, prefix="web")  # "scraped"
-    summary = demo_step.run(Ctx)
+    summary = demo.prelabel(Ctx)
     drafted = sorted(Ctx.notes["prelabel"]["drafted"])
     assert "116.jpg" in drafted and summary.startswith(f"drafted {len(drafted)} images, ")
     assert all(voc.parse(Ctx.data.annotation_for(name)).draft for name in drafted)

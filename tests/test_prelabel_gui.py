@@ -13,7 +13,7 @@ import pytest
 
 from dataset import voc
 from dataset.validate import validate
-from gui import LabelImgWindow, VirtualDisplay, output_shown_on_failure, start_make
+from dataset.fixtures.display import LabelImgWindow, VirtualDisplay, output_shown_on_failure, start_make
 from test_prelabel import _seed_dataset
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("gui_tools")]

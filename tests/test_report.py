@@ -17,8 +17,10 @@ from dataset.dedupe import dedupe
 from dataset.export import export
 from dataset.importer import import_folder
 from dataset.layout import Dataset
-from dataset.report import best_anchor_iou, collect, resize_scale, write_report
-from dataset.sample import make_sample
+from dataset.report import collect
+from dataset.report_page import write_report
+from training.geometry import best_anchor_iou, resize_scale
+from dataset.fixtures.scenes import make_sample
 from dataset.split import make_split
 from dataset.validate import validate
 from helpers import make

@@ -5,26 +5,24 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 from PIL import Image
 
 from dataset import atomic, manifest
 from dataset.layout import Dataset
-from dataset.sample import jpeg_bytes
+from dataset.fixtures.scenes import jpeg_bytes
 from scraping.fakebing import FakeBing
 from scraping.store import inconsistencies
-from helpers import REPO
+from helpers import MASKSET, REPO
 
 COUNT = 40
 
 
 def start_cli(data, base):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "scraping.cli", "--data", str(data), "--query", "masks",
+    return subprocess.Popen([MASKSET, "scrape", "--data", str(data), "--query", "masks",
                              "--limit", "100", "--bing-url", base, "--threads", "3", "--no-progress"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def added(dataset) -> int:

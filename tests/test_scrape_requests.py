@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,18 +11,17 @@ from PIL import Image
 
 from dataset import manifest
 from dataset.layout import Dataset
-from dataset.sample import jpeg_bytes
+from dataset.fixtures.scenes import jpeg_bytes
 from scraping.fakebing import FakeBing, add_tricky_results
 from scraping.store import NAME, inconsistencies
-from helpers import REPO, make
+from helpers import MASKSET, REPO, make
 
 FAST = ["--timeout", "2", "--total-timeout", "3", "--backoff", "0.05", "--no-progress"]
 
 
 def cli(data: Path, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "scraping.cli", "--data", str(data), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    return subprocess.run([MASKSET, "scrape", "--data", str(data), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
 def image_hits(fake: FakeBing) -> dict:
@@ -149,10 +146,9 @@ def test_a_429_or_captcha_stops_with_an_error_and_keeps_what_was_saved(tmp_path,
 
 
 def test_demo_step_scrapes_the_fake_bing_into_the_demo_dataset(tmp_path):
-    from demo import DemoContext
-    from scraping import demo_step
-    ctx = DemoContext(work=tmp_path, data=Dataset.at(tmp_path / "data"), runs=tmp_path / "runs", quick=True)
-    line = demo_step.run(ctx)
+    import demo
+    ctx = demo.DemoContext(work=tmp_path, data=Dataset.at(tmp_path / "data"), runs=tmp_path / "runs", quick=True)
+    line = demo.scrape(ctx)
     # 4 scenes + 1 exact + 1 near copy (make_sample) + 1 more exact copy on a "mirror"
     assert line.startswith("7 results, 5 images saved, 2 duplicates")
     assert len(ctx.data.image_files()) == 5 and inconsistencies(ctx.data) == []

@@ -9,7 +9,7 @@ from PIL import Image
 
 from dataset import manifest
 from dataset.layout import Dataset
-from dataset.sample import jpeg_bytes
+from dataset.fixtures.scenes import jpeg_bytes
 from scraping.bing import BingBlocked
 from scraping.fakebing import FakeBing
 from scraping.pipeline import ScrapeOptions, scrape

@@ -7,7 +7,7 @@ import imagehash
 import pytest
 from PIL import Image
 
-from dataset import grouping
+from dataset import hashcache, neighbours
 from dataset.importer import import_folder
 from dataset.layout import Dataset
 from dataset.split import make_split, random_split
@@ -63,11 +63,11 @@ def test_leakage_count_matches_an_independent_random_split(seed_dataset):
     naive_val = random_split(images, 0.2, 5)  # the plain split it is compared with
     assert len(naive_val) == round(0.2 * len(images)) and naive_val <= set(images)
     assert naive_val == random_split(list(reversed(images)), 0.2, 5) != random_split(images, 0.2, 6)
-    hashes = grouping.image_hashes(seed_dataset, progress=False)
+    hashes = hashcache.image_hashes(seed_dataset, progress=False)
     name = lambda p: p.rsplit("/", 1)[1]
     pairs = [(a, b) for a in images for b in images
-             if a < b and grouping.hamming(hashes[name(a)].phash, hashes[name(b)].phash) <= result.threshold
-             and grouping.hamming(hashes[name(a)].dhash, hashes[name(b)].dhash) <= result.dhash_threshold]
+             if a < b and neighbours.hamming(hashes[name(a)].phash, hashes[name(b)].phash) <= result.threshold
+             and neighbours.hamming(hashes[name(a)].dhash, hashes[name(b)].dhash) <= result.dhash_threshold]
     assert result.pairs == len(pairs)
     assert result.random_cross_pairs == sum((a in naive_val) != (b in naive_val) for a, b in pairs)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SYSTEM = runpy.run_path(str(REPO / "scripts" / "check_system.py"))
 SPAWNERS = {"run", "Popen", "call", "check_call", "check_output", "which", "execvp", "execv", "spawnlp"}
+SPAWNING_MODULES = {"subprocess", "shutil", "os"}
 PYTHON_PROGRAMS = {"sys.executable", "PY", "python", "python3"}  # the venv's own interpreter
 
 
@@ -30,14 +31,14 @@ def programs_run(path: Path) -> set[tuple[str, int]]:
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     found = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and node.args:
-            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-            if name in SPAWNERS:
+        if isinstance(node, ast.Call) and node.args and isinstance(node.func, ast.Attribute):
+            module = getattr(node.func.value, "id", "")
+            if node.func.attr in SPAWNERS and module in SPAWNING_MODULES:
                 word = _first_word(node.args[0])
                 if word:
                     found.add((word, node.lineno))
-        # a module's list of required tools, e.g. REQUIRED = ("Xvfb", "xdotool")
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "REQUIRED" for t in node.targets):
+        # a module's list of required tools, e.g. REQUIRED_PROGRAMS = ("Xvfb", "xdotool")
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "REQUIRED_PROGRAMS" for t in node.targets):
             if isinstance(node.value, (ast.Tuple, ast.List)):
                 found |= {(e.value, node.lineno) for e in node.value.elts if isinstance(e, ast.Constant)}
     return found
@@ -65,7 +66,7 @@ def test_the_check_finds_a_program_missing_from_the_list(tmp_path):
     # the check itself must be able to fail: ImageMagick's screenshot call, as tests/gui.py had it
     sample = tmp_path / "gui.py"
     sample.write_text('import subprocess\nsubprocess.run(["import", "-window", "root", "x.png"])\n'
-                      'REQUIRED = ("Xvfb", "convert")\n')
+                      'REQUIRED_PROGRAMS = ("Xvfb", "convert")\n')
     words = {word for word, _ in programs_run(sample)}
     assert {"import", "convert", "Xvfb"} <= words
     assert "import" not in SYSTEM["KNOWN_PROGRAMS"] and "convert" not in SYSTEM["KNOWN_PROGRAMS"]

@@ -30,7 +30,7 @@ def easy_dataset(root: Path, count: int = 64, seed: int = 0):
     from dataset.export import export
     from dataset.importer import import_folder
     from dataset.layout import Dataset
-    from dataset.sample import annotation_for, jpeg_bytes, render_scene
+    from dataset.fixtures.scenes import annotation_for, jpeg_bytes, render_scene
     from dataset.split import make_split
     rng = random.Random(seed)
     src = root / "src"

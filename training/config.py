@@ -10,26 +10,20 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dataset.cli import yes_no
 from dataset.errors import MasksetError
+
+from .geometry import IMAGE_MAX_SIDE, IMAGE_MIN_SIDE
 
 GPU_BATCH = 8   # the original projects' batch size on a GPU
 CPU_BATCH = 1   # ... and on a CPU, where a batch of 8 at 800x1333 is slow and memory-hungry
 DEFAULT_LR = 1e-5        # keras-retinanet's default
 CLIPNORM = 0.001         # keras-retinanet's optimizer_clipnorm
 DEFAULT_EPOCHS = 50      # keras-retinanet's default
-TRUE_WORDS = {"1", "yes", "true", "on", "y"}
-FALSE_WORDS = {"0", "no", "false", "off", "n", ""}
 
 
 def parse_bool(text: str | bool, name: str) -> bool:
-    if isinstance(text, bool):
-        return text
-    word = str(text).strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise MasksetError(f"{name}={text!r}: expected 1 or 0 (yes/no, true/false).")
+    return yes_no(text, name)
 
 
 def has_gpu() -> bool:
@@ -50,8 +44,8 @@ class TrainConfig:
     weights: str | None = "auto"    # a .h5 file, "coco", "imagenet", "none", or "auto"
     lr: float = DEFAULT_LR
     clipnorm: float = CLIPNORM
-    image_min_side: int = 800
-    image_max_side: int = 1333
+    image_min_side: int = IMAGE_MIN_SIDE
+    image_max_side: int = IMAGE_MAX_SIDE
     freeze_backbone: bool = True
     random_transform: bool = True
     reduce_lr_patience: int = 2     # ReduceLROnPlateau on loss, as keras-retinanet's train.py

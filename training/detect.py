@@ -5,17 +5,16 @@ class names and scores drawn, and detections.json, into <run>/detect/<time>/.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dataset import atomic
-from dataset.cli import parser as base_parser, run
+from dataset import atomic, boxes as box_geometry
 from dataset.errors import MasksetError
 from dataset.layout import IMAGE_SUFFIXES
+from dataset.results import Result
 
 from . import runs
 from .config import TrainConfig
@@ -74,18 +73,8 @@ def detect_array(model: InferenceModel, image_bgr: np.ndarray, classes=None, sco
 
 
 def clip_box(box, width: int, height: int) -> list[float] | None:
-    """[x1, y1, x2, y2] clipped to the image and rounded to 0.1 px, or None when nothing is left.
-
-    RetinaNet's regression does not keep x1 < x2: a weakly trained model can predict an inverted
-    box, and a box wholly outside the image clips to nothing. Neither is a detection to report
-    or to hand to labelImg as a draft.
-    """
-    x1, y1, x2, y2 = (float(v) for v in box)
-    x1, y1 = round(max(0.0, x1), 1), round(max(0.0, y1), 1)
-    x2, y2 = round(min(float(width), x2), 1), round(min(float(height), y2), 1)
-    if x2 <= x1 or y2 <= y1:
-        return None
-    return [x1, y1, x2, y2]
+    """[x1, y1, x2, y2] inside the image, or None (dataset.boxes.detection_clipped)."""
+    return box_geometry.detection_clipped(box, width, height)
 
 
 def read_bgr(path: Path) -> np.ndarray:
@@ -122,9 +111,9 @@ def write_image(path: Path, image_bgr: np.ndarray) -> None:
 
 
 def detect_files(model: InferenceModel, images: list[Path], out: Path, score: float) -> dict:
-    from tqdm import tqdm
+    from dataset import progress as progress_bars
     results = {}
-    for path in tqdm(images, desc="detecting", unit="img"):
+    for path in progress_bars.bar(images, desc="detecting"):
         image = read_bgr(path)
         found = detect_array(model, image, score=score)
         name = path.name if path.suffix.lower() in (".jpg", ".jpeg", ".png") else path.stem + ".jpg"
@@ -137,7 +126,7 @@ def detect_files(model: InferenceModel, images: list[Path], out: Path, score: fl
 def detect_video(model: InferenceModel, video: Path, out: Path, score: float) -> dict:
     """An annotated .mp4 copy plus the detections of every frame."""
     import cv2
-    from tqdm import tqdm
+    from dataset import progress as progress_bars
     capture = cv2.VideoCapture(str(video))
     if not capture.isOpened():
         raise MasksetError(f"{video}: OpenCV cannot open this video; convert it to .mp4 (H.264) and retry.")
@@ -146,7 +135,7 @@ def detect_video(model: InferenceModel, video: Path, out: Path, score: float) ->
     target = out / (video.stem + ".mp4")
     writer, frames = None, []
     try:
-        with atomic.writing(target) as tmp, tqdm(total=total, desc="detecting", unit="frame") as bar:
+        with atomic.writing(target) as tmp, progress_bars.bar(total=total, desc="detecting", unit="frame") as bar:
             while True:
                 ok, frame = capture.read()
                 if not ok:
@@ -204,25 +193,14 @@ def detect(run_dir: Path, image: str | None = None, folder: str | None = None, v
     return out
 
 
-def main(argv=None) -> int:
-    p = base_parser(__doc__.splitlines()[0])
-    p.add_argument("--run", help="runs/<id> (default: the latest run)")
-    p.add_argument("--runs", default="runs", help="the runs folder (default: runs)")
-    p.add_argument("--image", help="one image")
-    p.add_argument("--dir", help="a folder of images")
-    p.add_argument("--video", help="a video file")
-    p.add_argument("--score", type=float, default=DEFAULT_SCORE, help=f"score threshold (default {DEFAULT_SCORE})")
-    p.add_argument("--out", help="output folder (default: <run>/detect/<time>)")
-    args = p.parse_args(argv)
-    run_dir = runs.resolve_run(args.runs, args.run, need=runs.INFERENCE)
-    out = detect(run_dir, args.image, args.dir, args.video, args.score, Path(args.out) if args.out else None)
-    summary = json.loads((out / "detections.json").read_text())["inputs"]
-    count = sum(len(v.get("detections", [])) or sum(len(f["detections"]) for f in v.get("frames", []))
-                for v in summary.values())
-    print(f"{count} detections at score >= {args.score} in {len(summary)} input(s); "
-          f"annotated copies and detections.json in {out}")
-    return 0
+@dataclass
+class DetectResult(Result):
+    out: Path
+    inputs: dict
+    score: float
 
-
-if __name__ == "__main__":
-    raise SystemExit(run(main))
+    def summary(self) -> str:
+        count = sum(len(v.get("detections", [])) or sum(len(f["detections"]) for f in v.get("frames", []))
+                    for v in self.inputs.values())
+        return (f"{count} detections at score >= {self.score} in {len(self.inputs)} input(s); "
+                f"annotated copies and detections.json in {self.out}")

@@ -7,13 +7,14 @@ Detections and ground truth come from keras-retinanet's own evaluation helpers, 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dataset import atomic
-from dataset.cli import parser as base_parser, run
 from dataset.errors import MasksetError
+from dataset.results import Result
 
 from . import runs
 from .config import TrainConfig
@@ -63,10 +64,10 @@ def detections_and_truth(generator, prediction_model, score: float = 0.05, max_d
     Our own loop rather than keras-retinanet's _get_detections, for a tqdm bar that stays one
     line (its progressbar2 bar prints a line per image when output is not a terminal).
     """
-    from tqdm import tqdm
+    from dataset import progress as progress_bars
     labels = range(generator.num_classes())
     detections, truth = [], []
-    for i in tqdm(range(generator.size()), desc="evaluating", unit="img", leave=False, disable=not progress):
+    for i in progress_bars.bar(range(generator.size()), desc="evaluating", leave=False, enabled=progress):
         image, scale = generator.resize_image(generator.load_image(i))
         image = generator.preprocess_image(image)
         boxes, scores, found = prediction_model.predict_on_batch(np.expand_dims(image, 0))[:3]
@@ -175,20 +176,14 @@ def evaluate_run(run_dir: Path, data: Path, score: float = 0.05, iou: float = IO
         "seconds": round(time.monotonic() - started, 2), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
-def main(argv=None) -> int:
-    p = base_parser(__doc__.splitlines()[0])
-    p.add_argument("--run", help="runs/<id> (default: the latest run)")
-    p.add_argument("--runs", default="runs", help="the runs folder (default: runs)")
-    p.add_argument("--score", type=float, default=0.05, help="drop detections scoring below this (default 0.05)")
-    p.add_argument("--iou", type=float, default=IOU, help="IoU for a true positive (default 0.5)")
-    args = p.parse_args(argv)
-    run_dir = runs.resolve_run(args.runs, args.run, need=runs.INFERENCE)
-    summary = evaluate_run(run_dir, Path(args.data), score=args.score, iou=args.iou)
-    print()
-    print(markdown_table(summary), end="")
-    print(f"\nwrote {run_dir / runs.EVALUATION}, evaluation.md and pr_curve.png")
-    return 0
+@dataclass
+class EvaluationResult(Result):
+    numbers: dict
+    run: Path
 
+    def summary(self) -> str:
+        return (markdown_table(self.numbers)
+                + f"\nwrote {self.run / runs.EVALUATION}, evaluation.md and pr_curve.png")
 
-if __name__ == "__main__":
-    raise SystemExit(run(main))
+    def to_json(self) -> dict:
+        return self.numbers

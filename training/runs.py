@@ -80,17 +80,91 @@ def read_state(run_dir: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _value(key: str, text):
+    if text in ("", None):
+        return None
+    try:
+        number = float(text)
+    except (TypeError, ValueError):
+        return text
+    return int(number) if key == "epoch" and number.is_integer() else number
+
+
 def read_log(run_dir: Path) -> list[dict]:
-    """log.csv as a list of dicts with numbers as floats (epoch as int)."""
+    """log.csv as a list of dicts: numbers as floats (epoch as int), anything else as written.
+    A damaged log gives the rows read before the damage."""
     path = Path(run_dir) / LOG
     if not path.exists():
         return []
     rows = []
-    with open(path, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            rows.append({k: (int(v) if k == "epoch" else float(v) if v not in ("", None) else None)
-                         for k, v in row.items()})
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                rows.append({k.strip(): _value(k.strip(), v) for k, v in row.items() if k is not None})
+    except (OSError, csv.Error, UnicodeDecodeError):
+        pass
     return rows
+
+
+def read_json(path: Path) -> dict:
+    """A run's JSON file as a dict ({} when missing or unreadable)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _started(folder: Path) -> float:
+    for name in (CONFIG, LOG, EVALUATION):
+        try:
+            return (folder / name).stat().st_mtime
+        except OSError:
+            continue
+    return 0.0
+
+
+def trained_on(folder: Path, data: Path | str) -> bool:
+    """Whether the run's config.json names this dataset folder (a run without one may be)."""
+    recorded = read_json(Path(folder) / CONFIG).get("data")
+    return not recorded or Path(recorded).resolve() == Path(data).resolve()
+
+
+def recent(runs_dir: Path | str | None, data: Path | str | None = None, limit: int | None = None) -> list[Path]:
+    """Run folders in runs_dir, newest first (by their config's time); with `data`, only those
+    trained on that dataset."""
+    if runs_dir is None or not Path(runs_dir).is_dir():
+        return []
+    folders = [p for p in Path(runs_dir).iterdir() if p.is_dir() and not p.name.startswith(".")
+               and any((p / f).exists() for f in (CONFIG, LOG, EVALUATION))]
+    if data is not None:
+        folders = [p for p in folders if trained_on(p, data)]
+    folders.sort(key=lambda p: (_started(p), p.name), reverse=True)
+    return folders[:limit]
+
+
+def summary(folder: Path) -> dict:
+    """What a report shows of a run: its mAP and AP per class (evaluation.json, else the log's
+    last epoch), epochs, backbone, the plots it made, and its log rows."""
+    log = read_log(folder)
+    evaluation = read_json(folder / EVALUATION)
+    config = read_json(folder / CONFIG)
+    last = log[-1] if log else {}
+    classes = {name: {"ap": entry.get("ap"), "instances": entry.get("instances")}
+               for name, entry in (evaluation.get("classes") or {}).items() if isinstance(entry, dict)}
+    if not classes:
+        classes = {k[3:]: {"ap": v, "instances": None} for k, v in last.items()
+                   if k.startswith("AP_") and isinstance(v, float)}
+    m_ap = evaluation.get("mAP")
+    if m_ap is None and isinstance(last.get("val_mAP"), float):
+        m_ap = last["val_mAP"]
+    maps = [r["val_mAP"] for r in log if isinstance(r.get("val_mAP"), float)]
+    plot = lambda name: str(folder / name) if (folder / name).exists() else None  # noqa: E731
+    return {"id": folder.name, "path": str(folder), "mAP": m_ap, "classes": classes,
+            "epochs": len(log), "best_val_mAP": max(maps) if maps else None,
+            "backbone": config.get("backbone"), "evaluated": bool(evaluation),
+            "part": evaluation.get("part"), "curves_png": plot(CURVES), "pr_curve_png": plot("pr_curve.png"),
+            "log": log}
 
 
 def read_classes(run_dir: Path) -> dict[int, str]:

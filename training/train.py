@@ -6,16 +6,19 @@ snapshot at the next epoch.
 from __future__ import annotations
 
 import csv
+import logging
 import random
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from dataset import atomic
-from dataset.cli import parser as base_parser, run
 from dataset.errors import MasksetError
+from dataset.results import Result
 
 from . import runs
-from .config import DEFAULT_EPOCHS, DEFAULT_LR, TrainConfig, parse_bool
+from .config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 def csv_rows(path: Path) -> int:
@@ -45,8 +48,7 @@ def config_from_dataset(data: Path, **settings) -> TrainConfig:
         raise MasksetError(f"{train_csv}: no training rows. Annotate images (`make annotate`), then "
                            f"`make export` and `make split`.")
     if not val_csv.is_file() or csv_rows(val_csv) == 0:
-        print(f"warning: {val_csv} is missing or empty: no val mAP; the best snapshot is the lowest loss.",
-              file=sys.stderr)
+        log.warning("%s is missing or empty: no val mAP; the best snapshot is the lowest loss.", val_csv)
         val_csv = None
     return TrainConfig(data=str(Path(data).resolve()), train_csv=str(train_csv),
                        val_csv=str(val_csv) if val_csv else None, classes_csv=str(classes_csv), **settings)
@@ -125,6 +127,7 @@ def train(config: TrainConfig, runs_dir: Path | str = "runs", resume: Path | Non
     quiet_tensorflow()
     from tensorflow import keras
     from tqdm.keras import TqdmCallback
+    from dataset import progress as progress_bars
     from . import callbacks as cb
     from .model import build, convert_and_save, load_snapshot
 
@@ -150,10 +153,10 @@ def train(config: TrainConfig, runs_dir: Path | str = "runs", resume: Path | Non
         train_gen, val_gen = generators(config, run_dir / runs.CLASSES)
     atomic.write_json(run_dir / runs.CONFIG, config.to_json())
     seed_everything(config.seed + len(rows))
-    print(f"run {run_dir}\n  {config.backbone}, weights {config.weights_file or 'none (from scratch)'}, "
-          f"batch {config.batch} on {config.device}, lr {config.lr:g}, images {config.image_min_side}-"
-          f"{config.image_max_side}px, freeze backbone {config.freeze_backbone}, random transform "
-          f"{config.random_transform}", flush=True)
+    log.info("run %s\n  %s, weights %s, batch %s on %s, lr %g, images %s-%spx, freeze backbone %s, "
+             "random transform %s", run_dir, config.backbone, config.weights_file or "none (from scratch)",
+             config.batch, config.device, config.lr, config.image_min_side, config.image_max_side,
+             config.freeze_backbone, config.random_transform)
 
     class_names = [train_gen.label_to_name(i) for i in range(train_gen.num_classes())]
     if resume is None:
@@ -161,7 +164,7 @@ def train(config: TrainConfig, runs_dir: Path | str = "runs", resume: Path | Non
     else:
         lr = rows[-1]["lr"] if rows and rows[-1].get("lr") else config.lr  # after any ReduceLROnPlateau
         model, prediction_model = load_snapshot(run_dir / runs.SNAPSHOTS / runs.LAST, config.backbone, lr)
-        print(f"  resuming after epoch {state['last_epoch']} at lr {lr:g}", flush=True)
+        log.info("  resuming after epoch %s at lr %g", state["last_epoch"], lr)
 
     steps = config.steps or len(train_gen)
     initial_epoch = state.get("last_epoch", 0)
@@ -175,9 +178,11 @@ def train(config: TrainConfig, runs_dir: Path | str = "runs", resume: Path | Non
                                           patience=config.reduce_lr_patience, min_delta=1e-4, verbose=1),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / runs.TENSORBOARD), write_graph=False,
                                     profile_batch=0),
-        TqdmCallback(verbose=1, epochs=config.epochs, initial=initial_epoch, miniters=1,
-                     data_size=steps * config.batch, batch_size=config.batch, dynamic_ncols=True),
     ]
+    if progress_bars.wanted():  # in a log, RunLog's one line per epoch says enough
+        callbacks.append(TqdmCallback(verbose=1, epochs=config.epochs, initial=initial_epoch, miniters=1,
+                                      data_size=steps * config.batch, batch_size=config.batch,
+                                      dynamic_ncols=True))
     model.fit(cb.StepsPerEpoch(train_gen, steps, initial_epoch), epochs=config.epochs,
               initial_epoch=initial_epoch, verbose=0, callbacks=callbacks, shuffle=False)
 
@@ -185,61 +190,17 @@ def train(config: TrainConfig, runs_dir: Path | str = "runs", resume: Path | Non
     source = run_dir / runs.SNAPSHOTS / (runs.BEST if (run_dir / runs.SNAPSHOTS / runs.BEST).exists() else runs.LAST)
     model.load_weights(str(source))
     convert_and_save(model, run_dir / runs.INFERENCE)
-    print(f"inference model from epoch {final.get('best_epoch', final.get('last_epoch'))} "
-          f"({final.get('metric')} {final.get('best_value', float('nan')):.4f}): {run_dir / runs.INFERENCE}",
-          flush=True)
+    log.info("inference model from epoch %s (%s %.4f): %s", final.get("best_epoch", final.get("last_epoch")),
+             final.get("metric"), final.get("best_value", float("nan")), run_dir / runs.INFERENCE)
     return run_dir
 
 
-def main(argv=None) -> int:
-    p = base_parser(__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, help=f"epochs (default {DEFAULT_EPOCHS})")
-    p.add_argument("--steps", type=int, help="steps per epoch (default: one pass over train.csv)")
-    p.add_argument("--batch", type=int, help="batch size (default 8 on a GPU, 1 on a CPU)")
-    p.add_argument("--backbone", help="resnet50 (default), resnet101, resnet152, ...")
-    p.add_argument("--weights", help="auto (default: COCO if `make weights` ran, else ImageNet), coco, "
-                                     "imagenet, none, or a .h5 file")
-    p.add_argument("--lr", type=float, help=f"learning rate (default {DEFAULT_LR:g})")
-    p.add_argument("--image-min-side", type=int, help="resize so the short side is this (default 800)")
-    p.add_argument("--image-max-side", type=int, help="... and the long side at most this (default 1333)")
-    p.add_argument("--freeze-backbone", help="1 (default) or 0")
-    p.add_argument("--random-transform", help="1 (default) or 0: augment (flip, rotate, shear, colour)")
-    p.add_argument("--seed", type=int, help="random seed (default: a random one, saved in config.json)")
-    p.add_argument("--resume", help="runs/<id>: continue that run from its last snapshot")
-    p.add_argument("--config", help="a run's config.json: train again with the same settings")
-    p.add_argument("--runs", default="runs", help="where runs go (default: runs)")
-    args = p.parse_args(argv)
+@dataclass
+class TrainResult(Result):
+    run: Path
+    state: dict
 
-    settings = {k: v for k, v in {
-        "epochs": args.epochs, "steps": args.steps, "batch": args.batch, "backbone": args.backbone,
-        "weights": args.weights, "lr": args.lr, "image_min_side": args.image_min_side,
-        "image_max_side": args.image_max_side, "seed": args.seed,
-        "freeze_backbone": None if args.freeze_backbone is None else parse_bool(args.freeze_backbone, "FREEZE_BACKBONE"),
-        "random_transform": None if args.random_transform is None else parse_bool(args.random_transform, "RANDOM_TRANSFORM"),
-    }.items() if v is not None}
-    if args.resume:
-        run_dir = Path(args.resume)
-        if not runs.is_run(run_dir) and runs.is_run(Path(args.runs) / args.resume):
-            run_dir = Path(args.runs) / args.resume
-        config = TrainConfig.from_json(runs.resolve_run(args.runs, str(run_dir)) / runs.CONFIG)
-        others = set(settings) - {"epochs"}
-        if others:
-            raise MasksetError(f"RESUME={args.resume} continues the run with its own config.json; only "
-                               f"EPOCHS= may change. Drop {', '.join(sorted(o.upper() for o in others))}.")
-        config.epochs = settings.get("epochs", config.epochs)
-        train(config, args.runs, resume=run_dir)
-        return 0
-    if args.config:
-        base = TrainConfig.from_json(Path(args.config)).to_json()
-        for key in ("weights_file", "device"):
-            base.pop(key)
-        base.update(settings)
-        config = TrainConfig(**base)
-    else:
-        config = config_from_dataset(Path(args.data), **settings)
-    train(config, args.runs)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(run(main))
+    def summary(self) -> str:
+        best = self.state.get("best_epoch", self.state.get("last_epoch"))
+        return (f"train: {self.run} after {self.state.get('last_epoch')} epochs; inference model from "
+                f"epoch {best}: {self.run / runs.INFERENCE}")

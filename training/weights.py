@@ -8,13 +8,15 @@ download), its sha256 matches.
 """
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from pathlib import Path
 
 from dataset import atomic
 from dataset.manifest import sha256_file
 from dataset.errors import MasksetError
+
+log = logging.getLogger(__name__)
 
 URL = "https://github.com/fizyr/keras-retinanet/releases/download/0.5.1/resnet50_coco_best_v2.1.0.h5"
 FILENAME = "resnet50_coco_best_v2.1.0.h5"
@@ -61,7 +63,7 @@ def check_file(path: Path, sha256: str | None, size_range=SIZE_RANGE) -> str:
 def download(url: str, destination: Path, timeout: float = 30.0) -> None:
     """Stream url to destination through a temp file (renamed only when complete), with progress."""
     import requests
-    from tqdm import tqdm
+    from dataset import progress as progress_bars
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
         response = requests.get(url, stream=True, timeout=timeout, allow_redirects=True)
@@ -73,8 +75,8 @@ def download(url: str, destination: Path, timeout: float = 30.0) -> None:
             raise MasksetError(f"{url}: HTTP {response.status_code}. Check WEIGHTS_URL= or try again later.")
         total = int(response.headers.get("content-length") or 0) or None
         try:
-            with atomic.writing(destination) as tmp, open(tmp, "wb") as out, tqdm(
-                    total=total, unit="B", unit_scale=True, desc=destination.name, file=sys.stderr) as bar:
+            with atomic.writing(destination) as tmp, open(tmp, "wb") as out, progress_bars.bar(
+                    total=total, unit="B", unit_scale=True, desc=destination.name) as bar:
                 for block in response.iter_content(1 << 20):
                     out.write(block)
                     bar.update(len(block))
@@ -95,7 +97,7 @@ def fetch(url: str = URL, cache: Path | None = None, sha256: str | None = None,
             check_file(path, expected, size_range)
             return path
         except MasksetError as error:
-            print(f"cached file fails its check ({error}); downloading again", file=sys.stderr)
+            log.warning("cached file fails its check (%s); downloading again", error)
             atomic.move_file(path, path.with_name(path.name + ".bad"))  # kept, never deleted
     download(url, path)
     try:
@@ -105,21 +107,3 @@ def fetch(url: str = URL, cache: Path | None = None, sha256: str | None = None,
         raise
     atomic.write_text(recorded, f"{digest}  {FILENAME}\n")
     return path
-
-
-def main(argv=None) -> int:
-    import argparse
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--url", default=URL, help="where to download from (WEIGHTS_URL=)")
-    p.add_argument("--cache", help=f"cache folder (WEIGHTS_CACHE=, default {default_cache()})")
-    p.add_argument("--sha256", help="the sha256 the file must have")
-    args = p.parse_args(argv)
-    path = fetch(args.url, Path(args.cache) if args.cache else None, args.sha256)
-    print(f"{path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {sha256_file(path)}): "
-          f"`make train` uses it by default (WEIGHTS=auto or coco).")
-    return 0
-
-
-if __name__ == "__main__":
-    from dataset.cli import run
-    raise SystemExit(run(main))

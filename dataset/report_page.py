@@ -1,11 +1,11 @@
 """export/report.html from a DatasetReport: tables and matplotlib plots, embedded as base64 PNG
-so the page is one self-contained file (it opens anywhere, it can be mailed)."""
+so the page is one self-contained file (it opens anywhere, it can be mailed). write_report()
+collects, renders and writes report.json and report.html.
+"""
 from __future__ import annotations
 
-import base64
-import io
+import logging
 import os
-from html import escape
 from pathlib import Path
 
 import matplotlib
@@ -15,8 +15,15 @@ from matplotlib.figure import Figure  # noqa: E402  (after the backend is chosen
 from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 
+from training.geometry import ANCHOR_RATIOS, ANCHOR_SIZES, POSITIVE_IOU  # noqa: E402
+
+from . import atomic, html  # noqa: E402
+from .html import card as _card, esc as escape, grid as _grid, section as _section  # noqa: E402
+from .html import table as _table  # noqa: E402
 from .layout import Dataset  # noqa: E402
-from .report import ANCHOR_RATIOS, ANCHOR_SIZES, POSITIVE_IOU, DatasetReport, tiny_mask  # noqa: E402
+from .report import DatasetReport, collect, tiny_mask  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 MAX_FINDINGS = 300   # rows in the findings table; the rest stay in validate.json
 MAX_BARS = 15        # bars in a "per query/site" plot
@@ -31,18 +38,11 @@ def _figure(width=5.2, height=3.0) -> tuple[Figure, object]:
 
 
 def _png(fig: Figure, alt: str) -> str:
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img class="plot" alt="{escape(alt)}" src="data:image/png;base64,{data}">'
+    return html.figure_png(fig, alt)
 
 
 def _file_png(path: str | None, alt: str) -> str:
-    if not path or not Path(path).is_file():
-        return ""
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img class="plot" alt="{escape(alt)}" src="data:image/png;base64,{data}">'
+    return html.png_file(path, alt)
 
 
 def _colour(index: int) -> str:
@@ -72,27 +72,7 @@ def _bars(counts: dict, title: str, xlabel: str = "images", colour="#1f77b4") ->
     return _png(fig, title)
 
 
-# -- HTML helpers -----------------------------------------------------------------------------
-def _table(header: list[str], rows: list[list], numeric_from: int = 1) -> str:
-    if not rows:
-        return ""
-    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
-    head = f"<thead><tr>{head}</tr></thead>" if any(header) else ""
-    body = []
-    for row in rows:
-        cells = []
-        for i, cell in enumerate(row):
-            css = ' class="num"' if i >= numeric_from and isinstance(cell, (int, float)) else ""
-            text = f"{cell:.3f}" if isinstance(cell, float) else cell
-            cells.append(f"<td{css}>{text if isinstance(cell, _Raw) else escape(str(text))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table>{head}<tbody>{''.join(body)}</tbody></table>"
-
-
-class _Raw(str):
-    """HTML that _table must not escape (links built here)."""
-
-
+# -- links --------------------------------------------------------------------------------
 def _link(export: Path, root: Path, name: str) -> str:
     """A link from export/ to a file a finding names (a path, or a name in images/annotations)."""
     candidates = [Path(name)] if Path(name).is_absolute() else [
@@ -100,23 +80,8 @@ def _link(export: Path, root: Path, name: str) -> str:
         root / "quarantine" / "duplicates" / name]
     for candidate in candidates:
         if candidate.exists():
-            href = os.path.relpath(candidate, export).replace(os.sep, "/")
-            return _Raw(f'<a href="{escape(href)}">{escape(name)}</a>')
+            return html.relative_link(candidate, export, name)
     return name
-
-
-def _card(label: str, value, tone: str = "") -> str:
-    return f'<div class="card {tone}"><div class="value">{escape(str(value))}</div>' \
-           f'<div class="label">{escape(label)}</div></div>'
-
-
-def _section(anchor: str, title: str, body: str, note: str = "") -> str:
-    note_html = f'<p class="note">{note}</p>' if note else ""
-    return f'<section id="{anchor}"><h2>{escape(title)}</h2>{note_html}{body}</section>'
-
-
-def _grid(*parts: str) -> str:
-    return '<div class="grid">' + "".join(f"<div>{p}</div>" for p in parts if p) + "</div>"
 
 
 # -- sections ---------------------------------------------------------------------------------
@@ -401,7 +366,7 @@ def _runs_section(report: DatasetReport) -> str:
             points = [(row.get("epoch"), row.get("val_mAP")) for row in r["log"]
                       if isinstance(row.get("val_mAP"), float)]
             if points:
-                xs = [p[0] if isinstance(p[0], float) else k + 1 for k, p in enumerate(points)]
+                xs = [p[0] if isinstance(p[0], (int, float)) else k + 1 for k, p in enumerate(points)]
                 ax.plot(xs, [p[1] for p in points], marker="o", label=r["id"], color=_colour(i))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
@@ -418,35 +383,11 @@ def _runs_section(report: DatasetReport) -> str:
                     "The latest runs first; mAP at IoU 0.5 on the validation split.")
 
 
-STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#f4f6f9}
-header{background:#1d2330;color:#fff;padding:16px 28px}header h1{margin:0;font-size:22px}
-header p{margin:4px 0 0;color:#b8c0cc;font-size:13px}
-nav{position:sticky;top:0;background:#fff;border-bottom:1px solid #dde2ea;padding:8px 28px;z-index:1}
-nav a{margin-right:16px;color:#2a5db0;text-decoration:none}
-main{padding:8px 28px 40px;max-width:1400px}
-.cards{display:flex;flex-wrap:wrap;gap:10px;margin:16px 0}
-.card{background:#fff;border:1px solid #dde2ea;border-radius:8px;padding:10px 16px;min-width:110px}
-.card .value{font-size:26px;font-weight:600}.card .label{color:#5b6472;font-size:12px}
-.card.bad .value{color:#c62828}.card.warn .value{color:#d26a00}.card.good .value{color:#2e7d32}
-section{background:#fff;border:1px solid #dde2ea;border-radius:8px;padding:6px 20px 16px;margin:16px 0}
-h2{font-size:18px;margin:12px 0 6px}h3{font-size:15px;margin:14px 0 6px}
-.grid{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
-table{border-collapse:collapse;margin:6px 0;font-size:13px}
-th,td{white-space:pre-wrap;border-bottom:1px solid #e6e9ef;padding:4px 10px;text-align:left;vertical-align:top}
-th{background:#f0f2f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
-img.plot{max-width:520px;width:100%;border:1px solid #eef0f4;border-radius:4px}
-.note{color:#5b6472;font-size:13px}.small{font-size:12px;color:#5b6472}.warn{color:#d26a00}
-summary{cursor:pointer;font-weight:600;margin:10px 0 4px}
-code{background:#eef1f5;padding:1px 4px;border-radius:3px}
-"""
-
-
 def render(report: DatasetReport, dataset: Dataset) -> str:
     n = report.numbers
     images, classes, validation = n["images"], n["classes"], n["validation"]
     latest = next((r for r in n["runs"] if isinstance(r.get("mAP"), (int, float))), None)
-    cards = [
+    cards = html.cards(
         _card("images", images["total"]),
         _card("annotated", images["annotated"], "good" if images["annotated"] else ""),
         _card("pending", images["pending"], "warn" if images["pending"] else ""),
@@ -458,20 +399,30 @@ def render(report: DatasetReport, dataset: Dataset) -> str:
               "bad" if validation["errors"] else ""),
         _card("warnings", validation["warnings"] if validation["ran"] else "-",
               "warn" if validation["warnings"] else ""),
-    ]
+    )
     if latest:
-        cards.append(_card(f"val mAP ({latest['id']})", f"{latest['mAP']:.3f}"))
+        cards = html.cards(cards, _card(f"val mAP ({latest['id']})", f"{latest['mAP']:.3f}"))
     problems = "".join(f'<p class="warn">{escape(p)}</p>' for p in n["problems"])
     sections = [_images_section(report), _classes_section(report), _sources_section(report),
                 _duplicates_section(report, dataset), _validation_section(report, dataset),
                 _split_section(report), _runs_section(report)]
-    nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in (
-        ("images", "Images"), ("classes", "Classes"), ("sources", "Sources"), ("duplicates", "Duplicates"),
-        ("validation", "Validation"), ("split", "Split"), ("runs", "Training runs")))
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<link rel="icon" href="data:,">'
-            f"<title>maskset report: {escape(Path(n['dataset']).name)}</title><style>{STYLE}</style></head>"
-            f"<body><header><h1>maskset dataset report</h1><p>{escape(n['dataset'])} &middot; "
-            f"{escape(n['generated'])}</p></header><nav>{nav}</nav><main>"
-            f'<div class="cards">{"".join(cards)}</div>{problems}{"".join(sections)}</main></body></html>\n')
+    nav = [("images", "Images"), ("classes", "Classes"), ("sources", "Sources"), ("duplicates", "Duplicates"),
+           ("validation", "Validation"), ("split", "Split"), ("runs", "Training runs")]
+    return html.page(f"maskset report: {Path(n['dataset']).name}", cards + problems + "".join(sections),
+                     subtitle=f"{n['dataset']} · {n['generated']}", nav=nav, heading="maskset dataset report")
+
+
+def write_report(dataset: Dataset, runs_dir: Path | str | None = None, progress: bool = True,
+                 out: Path | None = None, **options) -> tuple[Path | None, DatasetReport]:
+    """Collect, then write report.json and report.html (atomically) into export/ (or `out`).
+    On a read-only dataset with no `out`, nothing is written and page is None."""
+    report = collect(dataset, runs_dir, progress=progress, **options)
+    folder = Path(out) if out else dataset.export
+    if out is None and not os.access(dataset.root, os.W_OK):
+        log.warning("%s: read-only; the report is not written (pass OUT=<folder> to write it elsewhere)",
+                    dataset.root)
+        return None, report
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(folder / "report.json", report.numbers)
+    report.page = atomic.write_text(folder / "report.html", render(report, dataset))
+    return report.page, report

@@ -1,0 +1,136 @@
+"""The dataset stages as `maskset` commands (and make targets): thin over the cores.
+
+Each command reads its options (make variables), and calls one core, which returns a Result;
+dataset/cli.py checks the dataset, holds the lock, prints the summary and sets the exit code.
+Cores are imported when a command runs, so `maskset --help` stays quick.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .cli import Command, Var
+from .errors import MasksetError
+from .neighbours import DEFAULT_DHASH_THRESHOLD, DEFAULT_THRESHOLD
+
+THRESHOLDS = (
+    Var("THRESHOLD", f"pHash Hamming distance (of 64 bits) at or below which two images are near "
+                     f"duplicates (default {DEFAULT_THRESHOLD}; 0 = identical-looking only)",
+        int, DEFAULT_THRESHOLD),
+    Var("DHASH_THRESHOLD", f"... and their dHashes within this many bits (of 128): the second opinion "
+                           f"(default {DEFAULT_DHASH_THRESHOLD}; 128 = pHash alone)", int,
+        DEFAULT_DHASH_THRESHOLD),
+)
+
+
+def sample(_dataset, args):
+    from .fixtures.scenes import make_sample
+    from .results import Result
+
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    paths = make_sample(args.out, args.count, (width, height), args.seed, args.duplicates,
+                        annotate=not args.no_annotations)
+
+    class Sample(Result):
+        def summary(self):
+            return f"sample: {len(paths)} images written to {args.out}"
+    return Sample()
+
+
+def import_(dataset, args):
+    from .importer import ClassMap, import_folder
+    if not (args.src or args.images):
+        raise MasksetError("nothing to import: pass SRC=<folder> (e.g. make import SRC=../shared/data/seed-voc)")
+    class_map = ClassMap.parse(args.classes, args.drop)
+    return import_folder(dataset, args.src or args.images, args.images, args.annotations, class_map=class_map)
+
+
+def check_import(args):
+    from .importer import check_source
+    if args.src or args.images:
+        check_source(args.src or args.images, args.data)
+
+
+def dedupe(dataset, args):
+    from .dedupe import dedupe as run_dedupe
+    return run_dedupe(dataset, args.threshold, args.dry_run, progress=not args.quiet,
+                      dhash_threshold=args.dhash_threshold)
+
+
+def restore(dataset, args):
+    from .dedupe import restore as run_restore
+    return run_restore(dataset, args.files or None, progress=not args.quiet)
+
+
+def validate(dataset, args):
+    from .validate import fix, validate as run_validate
+    report = run_validate(dataset, include_drafts=args.include_drafts)
+    if args.fix:
+        report = fix(dataset, report, args.include_drafts)
+    return report
+
+
+def export(dataset, args):
+    from .export import export as run_export, parse_resize
+    return run_export(dataset, args.skip_difficult, args.include_drafts, resize=parse_resize(args.resize))
+
+
+def split(dataset, args):
+    from .split import make_split
+    return make_split(dataset, args.val, args.seed, args.threshold, dhash_threshold=args.dhash_threshold)
+
+
+def report(dataset, args):
+    from .report_page import write_report
+    page, result = write_report(dataset, args.runs, out=Path(args.out) if args.out else None,
+                                min_side=args.image_min_side, max_side=args.image_max_side,
+                                max_runs=args.max_runs)
+    return result
+
+
+COMMANDS = [
+    Command("sample", "render a small labelled sample dataset (a labelImg folder)", sample, (
+        Var("OUT", "the folder to write (default sample)", default="sample"),
+        Var("COUNT", "how many scenes (default 40)", int, 40),
+        Var("SIZE", "WIDTHxHEIGHT (default 320x240)", default="320x240"),
+        Var("SEED", "random seed (default 0)", int, 0),
+        Var("DUPLICATES", "exact and near copies to add (default 4)", int, 4),
+        Var("NO_ANNOTATIONS", "images only", bool),
+    ), data="none", lock=None),
+    Command("import", "bring another dataset in (labelImg/VOC folder), all or nothing", import_, (
+        Var("SRC", "the folder to import: flat (images and XML together) or with images/ and annotations/"),
+        Var("IMAGES", "the image folder, when it is not inside SRC"),
+        Var("ANNOTATIONS", "the annotation folder, when it is not inside SRC"),
+        Var("CLASSES", 'rename classes on the way in: "with_mask=mask,without_mask=no_mask"'),
+        Var("DROP", "leave these classes out: face,other"),
+    ), data="create", precheck=check_import),
+    Command("dedupe", "exact and near duplicates: keep the best copy, quarantine the rest", dedupe, (
+        *THRESHOLDS,
+        Var("DRY_RUN", "write the review page and report, move nothing", bool),
+        Var("QUIET", "no progress bars", bool),
+    )),
+    Command("restore", "put quarantined duplicates back (all, or FILES=)", restore, (
+        Var("FILES", "only these files (they are then kept by later dedupe runs)", many=True),
+        Var("QUIET", "no progress bars", bool),
+    )),
+    Command("validate", "check every VOC file against its real image", validate, (
+        Var("FIX", "apply the safe fixes, keeping originals in quarantine/fixed/", bool),
+        Var("INCLUDE_DRAFTS", "validate unreviewed drafts as annotations", bool),
+    ), lock=lambda args: "write" if args.fix else "read"),
+    Command("export", "keras-retinanet's CSV files (export/annotations.csv, classes.csv)", export, (
+        Var("SKIP_DIFFICULT", "leave out objects marked difficult", bool),
+        Var("INCLUDE_DRAFTS", "export unreviewed prelabel drafts too", bool),
+        Var("RESIZE", "MINxMAX: point the CSV at copies pre-resized as training resizes them (800x1333)"),
+    )),
+    Command("split", "train/val without near-duplicate leakage", split, (
+        Var("VAL", "share of images for validation (default 0.2)", float, 0.2),
+        Var("SEED", "random seed (default 0)", int, 0),
+        *THRESHOLDS,
+    )),
+    Command("report", "export/report.html and report.json: the dataset at a glance", report, (
+        Var("RUNS", "the training runs folder (default runs)", default="runs"),
+        Var("OUT", "write the report here instead of export/ (for a read-only dataset)"),
+        Var("IMAGE_MIN_SIDE", "training's image-min-side, for the tiny-box count (default 800)", int, 800),
+        Var("IMAGE_MAX_SIDE", "training's image-max-side (default 1333)", int, 1333),
+        Var("MAX_RUNS", "how many of the latest runs to show (default 5)", int, 5),
+    ), lock="snapshot"),
+]

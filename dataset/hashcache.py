@@ -1,0 +1,169 @@
+"""Fingerprints of a dataset's images, hashed once: the cache under .cache/ and the worker pool.
+
+Hashing runs on every core: in forked worker processes when the caller has no other threads
+(the CLI), else in a thread pool (OpenCV releases the GIL for the whole decode). The cache keys
+each file by size and mtime, so after a scrape only the new images are hashed.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+from . import atomic
+from . import progress as progress_bars
+from .errors import MasksetError
+from .hashing import Fingerprint, hash_file
+
+BATCH = 2048         # files handed to the worker pool at a time
+CACHE_NAME = "phash-v2.tsv"  # v2: OpenCV decode (pHashes moved ~1 bit from v1's), dHash added
+CACHE_HEADER = "# maskset pHash cache v2: name\tsize\tmtime_ns\tphash(hex)\tdhash(hex)\tsha256\n"
+
+def _workers() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
+PROCESS_MIN_FILES = 256   # below this, starting worker processes costs more than it saves
+PROCESS_CHUNK = 16        # files per task sent to a worker process
+
+
+def _fork_is_safe() -> bool:
+    """A forked child holds only the calling thread; a lock another thread held at that moment
+    stays locked in the child forever. So fork only a caller with no other threads (the CLI), not
+    one running TensorFlow's or a downloader's thread pools. tqdm's monitor thread is allowed: it
+    only touches progress bars, which the children never use."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    from tqdm._monitor import TMonitor
+    return all(t is threading.current_thread() or isinstance(t, TMonitor) for t in threading.enumerate())
+
+
+def _leave_ctrl_c_to_the_parent() -> None:
+    # Ctrl-C reaches the whole process group: without this every worker prints a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _executor(count: int):
+    """(executor, chunksize). Processes where it is safe and worth it: OpenCV decodes with the GIL
+    released, but frame trimming and the two hashes hold it, so threads on 2 cores measured
+    10-15% slower than processes on the labelled set (bench/bench_dedupe.py)."""
+    workers = _workers()
+    if workers > 1 and count >= PROCESS_MIN_FILES and _fork_is_safe():
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_leave_ctrl_c_to_the_parent), PROCESS_CHUNK
+    return ThreadPoolExecutor(max_workers=workers), 1
+
+
+def _hash_many(paths: list[Path], progress: bool, desc: str = "hashing") -> dict[Path, tuple[Fingerprint, str]]:
+    results: dict[Path, tuple[Fingerprint, str]] = {}
+    if not paths:
+        return results
+    executor, chunk = _executor(len(paths))
+    with executor as pool, progress_bars.bar(total=len(paths), desc=desc, enabled=progress) as bar:
+        for start in range(0, len(paths), BATCH):  # bounded: no 100k pending futures at once
+            batch = paths[start:start + BATCH]
+            for path, result in zip(batch, pool.map(hash_file, batch, chunksize=chunk)):
+                results[path] = result
+                bar.update()
+    return results
+
+
+def hash_records(paths, progress: bool = False) -> dict[Path, tuple[Fingerprint, str]]:
+    """(Fingerprint, sha256) of each image file, each file read once (no dataset, no cache)."""
+    return _hash_many([Path(p) for p in paths], progress)
+
+
+def hash_files(paths, progress: bool = False) -> dict[Path, Fingerprint]:
+    """Fingerprint of each image file (no dataset, no cache)."""
+    return {path: fingerprint for path, (fingerprint, _) in hash_records(paths, progress).items()}
+
+
+# -- the dataset cache -----------------------------------------------------------------------------
+def cache_path(dataset) -> Path:
+    return dataset.cache / CACHE_NAME
+
+
+def _read_cache(path: Path) -> dict[str, tuple[int, int, Fingerprint, str]]:
+    entries: dict[str, tuple[int, int, Fingerprint, str]] = {}
+    if not path.exists():
+        return entries
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("#"):
+                if line != CACHE_HEADER:
+                    return {}  # another format: derived data, rebuild it
+                continue
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 6:
+                continue  # a damaged line only costs a re-hash
+            name, size, mtime, phash, dhash, sha = parts
+            try:
+                entries[name] = (int(size), int(mtime), Fingerprint(int(phash, 16), int(dhash, 16)), sha)
+            except ValueError:
+                continue
+    return entries
+
+
+def _write_cache(path: Path, entries: dict[str, tuple[int, int, Fingerprint, str]]) -> None:
+    lines = [CACHE_HEADER]
+    lines += [f"{name}\t{size}\t{mtime}\t{fp.phash:016x}\t{fp.dhash:032x}\t{sha}\n"
+              for name, (size, mtime, fp, sha) in sorted(entries.items())]
+    atomic.write_text(path, "".join(lines))
+
+
+def image_records(dataset, files=None, progress: bool = True) -> dict[str, tuple[Fingerprint, str]]:
+    """file name in images/ -> (Fingerprint, sha256); only new or changed files are read again.
+
+    A file is unchanged when its size and mtime match the cache. Entries of files that left the
+    dataset are pruned; those of files in quarantine/ stay (a restore brings them back with the
+    same bytes and mtime).
+    """
+    if files is None:
+        paths = dataset.image_files()
+    else:
+        paths = [p if Path(p).is_absolute() else dataset.images / p for p in map(Path, files)]
+    cache_file = cache_path(dataset)
+    cache = _read_cache(cache_file)
+    wanted: dict[str, tuple[int, int]] = {}
+    stale: list[Path] = []
+    for path in paths:
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise MasksetError(f"{path}: no such image in {dataset.images}.") from None
+        wanted[path.name] = (stat.st_size, stat.st_mtime_ns)
+        hit = cache.get(path.name)
+        if hit is None or hit[:2] != wanted[path.name]:
+            stale.append(path)
+    gone = set(cache) - set(wanted) - _names_kept(dataset) if files is None else set()
+    if stale or gone:
+        for path, (fingerprint, sha) in _hash_many(stale, progress).items():
+            size, mtime = wanted[path.name]
+            cache[path.name] = (size, mtime, fingerprint, sha)
+        for name in gone:
+            del cache[name]
+        if dataset.writable():
+            _write_cache(cache_file, cache)
+        for old in cache_file.parent.glob("phash-v*.tsv"):
+            if old.name != CACHE_NAME:
+                old.unlink()  # an older format's cache: derived data, now replaced
+    return {name: (cache[name][2], cache[name][3]) for name in wanted}
+
+
+def _names_kept(dataset) -> set[str]:
+    """Names of files in quarantine/ (they may come back): their cache entries stay."""
+    if not dataset.quarantine.is_dir():
+        return set()
+    return {path.name for path in dataset.quarantine.rglob("*") if path.is_file()}
+
+
+def image_hashes(dataset, files=None, progress: bool = True) -> dict[str, Fingerprint]:
+    """file name in images/ -> Fingerprint, cached incrementally under dataset.cache."""
+    return {name: fingerprint for name, (fingerprint, _) in image_records(dataset, files, progress).items()}

@@ -1,0 +1,120 @@
+"""`maskset train | evaluate | detect | weights` (the make targets): thin over the cores.
+
+TensorFlow is imported only when one of them runs.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dataset.cli import Command, Var, yes_no
+from dataset.errors import MasksetError
+
+from .config import DEFAULT_EPOCHS, DEFAULT_LR
+
+SETTINGS = ("epochs", "steps", "batch", "backbone", "weights", "lr", "image_min_side", "image_max_side",
+            "freeze_backbone", "random_transform")
+
+
+def train(dataset, args):
+    from . import runs
+    from .config import TrainConfig
+    from .train import TrainResult, config_from_dataset, train as run_train
+    settings = {k: getattr(args, k) for k in SETTINGS if getattr(args, k) is not None}
+    if args.train_seed is not None:
+        settings["seed"] = args.train_seed
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not runs.is_run(run_dir) and runs.is_run(Path(args.runs) / args.resume):
+            run_dir = Path(args.runs) / args.resume
+        config = TrainConfig.from_json(runs.resolve_run(args.runs, str(run_dir)) / runs.CONFIG)
+        others = set(settings) - {"epochs"}
+        if others:
+            raise MasksetError(f"RESUME={args.resume} continues the run with its own config.json; only "
+                               f"EPOCHS= may change. Drop {', '.join(sorted(o.upper() for o in others))}.")
+        config.epochs = settings.get("epochs", config.epochs)
+        run_dir = run_train(config, args.runs, resume=run_dir)
+    else:
+        if args.config:
+            base = TrainConfig.from_json(Path(args.config)).to_json()
+            for key in ("weights_file", "device"):
+                base.pop(key)
+            base.update(settings)
+            config = TrainConfig(**base)
+        else:
+            config = config_from_dataset(dataset.root, **settings)
+        run_dir = run_train(config, args.runs)
+    return TrainResult(run_dir, runs.read_state(run_dir))
+
+
+def evaluate(dataset, args):
+    from . import runs
+    from .evaluate import EvaluationResult, evaluate_run
+    run_dir = runs.resolve_run(args.runs, args.run, need=runs.INFERENCE)
+    return EvaluationResult(evaluate_run(run_dir, dataset.root, score=args.score, iou=args.iou), run_dir)
+
+
+def detect(dataset, args):
+    from . import runs
+    from .detect import DetectResult, detect as run_detect
+    run_dir = runs.resolve_run(args.runs, args.run, need=runs.INFERENCE)
+    out = run_detect(run_dir, args.image, args.dir, args.video, args.score,
+                     Path(args.out) if args.out else None)
+    inputs = json.loads((out / "detections.json").read_text())["inputs"]
+    return DetectResult(out, inputs, args.score)
+
+
+def weights(_dataset, args):
+    from dataset.manifest import sha256_file
+    from dataset.results import Result
+    from .weights import URL, fetch
+    path = fetch(args.weights_url or URL, Path(args.weights_cache) if args.weights_cache else None, args.sha256)
+
+    class Fetched(Result):
+        def summary(self):
+            return (f"{path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {sha256_file(path)}): "
+                    f"`make train` uses it by default (WEIGHTS=auto or coco).")
+    return Fetched()
+
+
+RUNS = Var("RUNS", "the runs folder (default runs)", default="runs")
+
+COMMANDS = [
+    Command("train", "train keras-retinanet RetinaNet on export/train.csv (val.csv for val mAP)", train, (
+        Var("EPOCHS", f"epochs (default {DEFAULT_EPOCHS})", int),
+        Var("STEPS", "steps per epoch (default: one pass over train.csv)", int),
+        Var("BATCH", "batch size (default 8 on a GPU, 1 on a CPU)", int),
+        Var("BACKBONE", "resnet50 (default), resnet101, resnet152, ..."),
+        Var("WEIGHTS", "auto (default: COCO if `make weights` ran, else ImageNet), coco, imagenet, none, "
+                       "or a .h5 file"),
+        Var("LR", f"learning rate (default {DEFAULT_LR:g})", float),
+        Var("IMAGE_MIN_SIDE", "resize so the short side is this (default 800)", int),
+        Var("IMAGE_MAX_SIDE", "... and the long side at most this (default 1333)", int),
+        Var("FREEZE_BACKBONE", "1 (default) or 0", yes_no),
+        Var("RANDOM_TRANSFORM", "1 (default) or 0: augment (flip, rotate, shear, colour)", yes_no),
+        Var("TRAIN_SEED", "random seed (default: a random one, saved in config.json)", int),
+        Var("RESUME", "runs/<id>: continue that run from its last snapshot"),
+        Var("CONFIG", "a run's config.json: train again with the same settings"),
+        RUNS,
+    ), data="optional", lock=None),
+    Command("evaluate", "per-class AP and mAP of a run, as JSON, a table and a PR plot", evaluate, (
+        Var("RUN", "runs/<id> (default: the latest run)"),
+        RUNS,
+        Var("SCORE", "drop detections scoring below this (default 0.05)", float, 0.05),
+        Var("IOU", "IoU for a true positive (default 0.5)", float, 0.5),
+    ), data="optional", lock=None),
+    Command("detect", "run a trained model: copies with boxes drawn, and detections.json", detect, (
+        Var("RUN", "runs/<id> (default: the latest run)"),
+        RUNS,
+        Var("IMAGE", "one image"),
+        Var("DIR", "a folder of images"),
+        Var("VIDEO", "a video file"),
+        Var("SCORE", "score threshold (default 0.5)", float, 0.5),
+        Var("OUT", "output folder (default: <run>/detect/<time>)"),
+    ), data="optional", lock=None),
+    Command("weights", "download and check the COCO ResNet50 RetinaNet weights", weights, (
+        Var("WEIGHTS_URL", "where to download from"),
+        Var("WEIGHTS_CACHE", "cache folder"),
+        Var("SHA256", "the sha256 the file must have"),
+    ), data="none", lock=None),
+]
