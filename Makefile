@@ -20,7 +20,8 @@ flag = $(if $(filter 1 yes true,$(strip $(2))),$(1))
 help:
 	@echo "maskset: make setup | demo | test | bench"
 	@echo "  stages (DATA=folder, default data):"
-	@echo "  scrape QUERY= LIMIT= [ENGINE=requests|selenium BING_URL= FILTERS= MIN_SIDE=]"
+	@echo "  scrape QUERY= LIMIT= [ENGINE=requests|selenium BING_URL= FILTERS= MIN_SIDE= MARKET=en-US"
+	@echo "         OPTOUT=respect|ignore USER_AGENT=]"
 	@echo "  import SRC=folder [IMAGES= ANNOTATIONS=]   dedupe [THRESHOLD= DHASH_THRESHOLD= DRY_RUN=1]   restore"
 	@echo "  annotate [ALL=1 PRELABEL=]   prelabel [RUN= SCORE= CLASS=]   validate [FIX=1 INCLUDE_DRAFTS=1]"
 	@echo "  export [SKIP_DIFFICULT=1 INCLUDE_DRAFTS=1 RESIZE=800x1333]   split [VAL=0.2 SEED=0 THRESHOLD= DHASH_THRESHOLD=]"
@@ -48,7 +49,8 @@ sample: $(STAMP)
 scrape: $(STAMP)
 	$(PY) -m scraping.cli --data "$(DATA)" $(call opt,--query,$(QUERY)) $(call opt,--limit,$(LIMIT)) \
 	  $(call opt,--engine,$(ENGINE)) $(call opt,--bing-url,$(BING_URL)) \
-	  $(call opt,--filters,$(FILTERS)) $(call opt,--min-side,$(MIN_SIDE))
+	  $(call opt,--filters,$(FILTERS)) $(call opt,--min-side,$(MIN_SIDE)) $(call opt,--market,$(MARKET)) \
+	  $(call opt,--optout,$(OPTOUT)) $(call opt,--user-agent,$(USER_AGENT))
 
 import: $(STAMP)
 	$(PY) -m dataset.importer --data "$(DATA)" $(call opt,--src,$(SRC)) \

@@ -6,8 +6,20 @@ bench. It serves
   scroll loads them; past the end it re-serves the last page, as Bing does;
 - /images/search?q=  a whole page with the first results, a script that loads more on scroll,
   and after every `see_more_every` loads a "See more images" button that must be clicked;
-- any path added with add_route(): images, slow or failing answers, redirects.
-It can answer 429 or a captcha page for result pages from `block_from_page` on.
+- with no results at all, Bing's genuine "There are no results for ..." page (both paths);
+- video tiles among the results (add_result(..., video=True)), marked as Bing marks them: a
+  `vrhdata[vrhm]` video block in the tile and an OVP.* (video) thumbnail id in `m`;
+- any path added with add_route(): images, slow or failing answers, redirects, headers such as
+  `X-Robots-Tag: noai`.
+It refuses as the real Bing does, for result page requests from `block_from_page` on (the
+`block_count` next ones, or all when 0), with `block`:
+  "429"               429 Too Many Requests
+  "403"               403 Forbidden
+  "captcha"           200 with a captcha page (the polite kind: the text says captcha)
+  "captcha-redirect"  302 to /turing/captcha/challenge, whose page never says "captcha"
+  "empty"             200 with an empty body
+  "shell"             200 with Bing's page chrome but no results and no "no results" message
+  "replay"            the first page again, whatever offset was asked
 """
 from __future__ import annotations
 
@@ -35,10 +47,36 @@ class Route:
     headers: dict = field(default_factory=dict)
 
 
+BLOCKS = ("429", "403", "captcha", "captcha-redirect", "empty", "shell", "replay")
+CAPTCHA_PATH = "/turing/captcha/challenge"
+
 CAPTCHA_PAGE = b"""<!DOCTYPE html><html><head><title>Bing</title></head><body>
 <div id="b_content"><h1>One last step</h1><p>Please solve the challenge below to continue.</p>
 <form id="b_captcha" action="/challenge" method="post"><div class="captcha">Enter the characters you
 see</div><input name="answer"></form></div></body></html>"""
+
+# Where Bing's captcha redirect lands: a challenge widget; no "captcha" anywhere in its text.
+TURING_PAGE = b"""<!DOCTYPE html><html><head><title>Bing</title></head><body><div id="b_content">
+<h1>One last step</h1><p>Please solve the challenge below to continue.</p>
+<div id="turing-widget"><iframe title="Widget containing a security challenge" src="about:blank"></iframe></div>
+</div></body></html>"""
+
+FORBIDDEN_PAGE = b"""<!DOCTYPE html><html><head><title>Access Denied</title></head><body><h1>Access Denied</h1>
+<p>You don't have permission to access this server.</p></body></html>"""
+
+# Bing's page around the results, with none in it and no "no results" message.
+SHELL_PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title} - Search</title></head>
+<body><header id="b_header"><form id="sb_form" action="/images/search"><input id="sb_form_q" name="q"
+value="{title}"></form><nav><ul><li><a href="/search">All</a></li><li><a href="/images">Images</a></li>
+<li><a href="/videos">Videos</a></li><li><a href="/maps">Maps</a></li><li><a href="/news">News</a></li></ul></nav>
+</header><div id="b_content"><div id="mmComponent_images_1" class="dg_b"><ul class="dgControl_list"></ul></div>
+</div><footer id="b_footer"><a href="/privacy">Privacy and Cookies</a> <a href="/terms">Terms of Use</a>
+<span>&copy; 2026 Microsoft</span></footer></body></html>"""
+
+NO_RESULTS_PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title} - Search</title></head>
+<body><div id="b_content"><ol id="b_results"><li class="b_no"><h1>There are no results for
+<strong>{title}</strong></h1><ul><li>Check your spelling or try different keywords</li></ul></li></ol></div>
+</body></html>"""
 
 SEARCH_PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title} - Bing images</title>
 <style>li{{display:block;height:300px;list-style:none}} .mm_seemore{{display:none;padding:40px}}</style>
@@ -52,7 +90,7 @@ const seeMore = document.getElementById('seemore');
 async function more() {{
   if (state.busy || state.done) return;
   state.busy = true;
-  const response = await fetch('/images/async?q={q}&first=' + state.first + '&count={count}{extra}');
+  const response = await fetch('/images/async?q={q}&first=' + state.first + '&count={count}&mmasync=1{extra}');
   const holder = document.createElement('ul');
   holder.innerHTML = await response.text();
   let added = 0;
@@ -63,7 +101,9 @@ async function more() {{
     seen.add(murl); added += 1;
     document.getElementById('results').appendChild(a.closest('li'));
   }}
-  state.first += anchors.length; state.loads += 1; state.busy = false;
+  state.first += anchors.length; state.busy = false;
+  if (!anchors.length) return;  // nothing at all came back: the next scroll asks again
+  state.loads += 1;
   if (!added) state.done = true;
   else if (state.loads % {see_more_every} === 0) {{ state.waiting = true; seeMore.style.display = 'block'; }}
 }}
@@ -79,15 +119,21 @@ seeMore.querySelector('a').addEventListener('click', () => {{
 
 class FakeBing:
     def __init__(self, page_size: int = 35, see_more_every: int = 2, block: str = "",
-                 block_from_page: int = 1, seed: int = 0):
+                 block_from_page: int = 1, block_count: int = 0, seed: int = 0):
+        if block and block not in BLOCKS:
+            raise ValueError(f"block={block!r}: one of {BLOCKS}")
         self.results: list[dict] = []       # the `m` JSON of each result, in rank order
         self.routes: dict[str, Route] = {}  # raw request path -> answer
         self.hits: Counter = Counter()      # raw request path -> requests seen
         self.page_size = page_size
         self.see_more_every = see_more_every
-        self.block = block                  # "", "429" or "captcha"
+        self.block = block                  # "" or one of BLOCKS
         self.block_from_page = block_from_page
+        self.block_count = block_count      # refuse this many result pages, then answer again (0: all)
+        self.refused = 0                    # result pages refused so far
+        self.videos: set[str] = set()       # cids of results that are video tiles
         self.queries: list[dict] = []       # query parameters of each result page request
+        self.page_headers: list[dict] = []  # User-Agent, Accept-Language, Cookie of each result page request
         self.agents: Counter = Counter()    # User-Agent headers seen
         self.active = 0                     # image requests being answered right now
         self.max_active = 0                 # ... and the most at once
@@ -108,16 +154,20 @@ class FakeBing:
         self.routes[path] = route or Route(**kwargs)
         return self.url(path)
 
-    def add_result(self, murl: str, title: str = "", purl: str = "", **extra) -> dict:
-        """One result; its m JSON has Bing's keys in a shuffled order (parsers must not care)."""
+    def add_result(self, murl: str, title: str = "", purl: str = "", video: bool = False, **extra) -> dict:
+        """One result; its m JSON has Bing's keys in a shuffled order (parsers must not care).
+        video=True makes it a video tile (murl: the video's page), marked as Bing marks them."""
         n = len(self.results) + 1
+        kind = "OVP" if video else "OIP"   # Bing's thumbnail ids: OVP.* for videos, OIP.* for images
         meta = {"cid": f"c{n:05d}", "purl": purl or f"https://example.org/page/{n}?a=1&b=2",
-                "murl": murl, "turl": f"https://tse{n % 4}.mm.bing.net/th?id=OIP.{n}&pid=Api",
+                "murl": murl, "turl": f"https://tse{n % 4}.mm.bing.net/th?id={kind}.{n}&pid=Api",
                 "md5": f"{n:032x}", "t": title or f"result {n} & friends", "desc": "", **extra}
         keys = list(meta)
         self._rng.shuffle(keys)
         meta = {k: meta[k] for k in keys}
         self.results.append(meta)
+        if video:
+            self.videos.add(meta["cid"])
         return meta
 
     # -- markup --------------------------------------------------------------------------------
@@ -125,12 +175,17 @@ class FakeBing:
         items = []
         for index, meta in enumerate(self.results[start:start + count], start + 1):
             m = html.escape(json.dumps(meta), quote=True)
+            video = ""
+            if meta["cid"] in self.videos:
+                vrhm = html.escape(json.dumps({"murl": meta["murl"], "du": "2:31", "vt": meta["t"]}), quote=True)
+                video = (f'<div class="vrhdata" vrhm="{vrhm}"></div><div class="mc_vtvc_meta">'
+                         f'<span class="mc_vtvc_du">2:31</span></div>')
             items.append(
                 f'<li data-idx="{index}"><div class="iuscp isv"><div class="imgpt">'
                 f'<a class="iusc" style="height:180px;width:240px" m="{m}" '
                 f'mad="{{&quot;turl&quot;:&quot;x&quot;}}" href="/images/search?view=detailV2&amp;'
                 f'ccid={meta["cid"]}&amp;idx={index}"><div class="img_cont hoff"><img class="mimg" '
-                f'height="180" width="240" alt="{html.escape(meta["t"])}"></div></a>'
+                f'height="180" width="240" alt="{html.escape(meta["t"])}"></div></a>{video}'
                 f'<div class="infnmpt"><div class="infopt"><a class="inflnk" href="#">'
                 f'{html.escape(meta["t"])}</a></div></div></div></div></li>')
         return "".join(items)
@@ -181,6 +236,9 @@ class FakeBing:
         if parts.path in ("/images/async", "/images/search"):
             self._result_page(request, parts.path, query)
             return
+        if parts.path == CAPTCHA_PATH:
+            _send(request, 200, TURING_PAGE, "text/html; charset=utf-8")
+            return
         with self._lock:
             self.agents[request.headers.get("User-Agent", "")] += 1
         route = self.routes.get(parts.path)
@@ -208,24 +266,49 @@ class FakeBing:
             return
         _send(request, route.status, route.body, route.content_type, route.headers, route.trickle)
 
+    def _refusing(self, page_number: int) -> str:
+        """The refusal for this result page request ("" to answer it)."""
+        with self._lock:
+            if not self.block or page_number < self.block_from_page:
+                return ""
+            if self.block_count and self.refused >= self.block_count:
+                return ""
+            self.refused += 1
+            return self.block
+
     def _result_page(self, request, path: str, query: dict) -> None:
         with self._lock:
             self.queries.append({"path": path, **query})
+            self.page_headers.append({k: request.headers.get(k, "") for k in ("User-Agent", "Accept-Language",
+                                                                                "Cookie")})
             page_number = len(self.queries)
-        if self.block and page_number >= self.block_from_page:
-            if self.block == "429":
-                _send(request, 429, b"<html><head><title>429 Too Many Requests</title></head><body>"
-                      b"<h1>Too Many Requests</h1></body></html>", "text/html", {"Retry-After": "3600"})
-            else:
-                _send(request, 200, CAPTCHA_PAGE, "text/html; charset=utf-8")
-            return
-        if path == "/images/async":
-            start = self._page_start(int(query.get("first", "1") or 1))
+        block = self._refusing(page_number)
+        title = html.escape(query.get("q", ""))
+        if block == "429":
+            _send(request, 429, b"<html><head><title>429 Too Many Requests</title></head><body>"
+                  b"<h1>Too Many Requests</h1></body></html>", "text/html", {"Retry-After": "3600"})
+        elif block == "403":
+            _send(request, 403, FORBIDDEN_PAGE, "text/html")
+        elif block == "captcha":
+            _send(request, 200, CAPTCHA_PAGE, "text/html; charset=utf-8")
+        elif block == "captcha-redirect":
+            _send(request, 302, b"", "text/html", {"Location": f"{CAPTCHA_PATH}?q={_js_quote(query.get('q', ''))}"})
+        elif block == "empty":
+            _send(request, 200, b"", "text/html; charset=utf-8")
+        elif block == "shell":
+            _send(request, 200, SHELL_PAGE.format(title=title).encode(), "text/html; charset=utf-8")
+        elif not self.results:
+            _send(request, 200, NO_RESULTS_PAGE.format(title=title).encode(), "text/html; charset=utf-8")
+        elif path == "/images/async":
+            first = 1 if block == "replay" else int(query.get("first", "1") or 1)
+            start = self._page_start(first)
             count = min(int(query.get("count") or self.page_size), self.page_size)
-            body = self.items_html(start, count)
-            _send(request, 200, body.encode(), "text/html; charset=utf-8")
-            return
-        extra = "".join(f"&{k}={_js_quote(query[k])}" for k in ("qft", "adlt") if k in query)
+            _send(request, 200, self.items_html(start, count).encode(), "text/html; charset=utf-8")
+        else:
+            self._search_page(request, query)
+
+    def _search_page(self, request, query: dict) -> None:
+        extra = "".join(f"&{k}={_js_quote(query[k])}" for k in ("qft", "adlt", "cc", "setlang") if k in query)
         page = SEARCH_PAGE.format(title=html.escape(query.get("q", "")), items=self.items_html(0, self.page_size),
                                   next_first=min(len(self.results), self.page_size) + 1,
                                   q=_js_quote(query.get("q", "")), count=self.page_size, extra=extra,

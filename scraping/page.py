@@ -39,7 +39,7 @@ def write_page(dataset: Dataset, summary) -> None:
     counts = ", ".join(f"{reason} {n}" for reason, n in sorted(summary.rejected.items())) or "none"
     body = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>scrape: {e(summary.query)}</title>"
             f"<style>{STYLE}</style></head><body><h1>scrape: {e(summary.query)} ({e(summary.engine)})</h1>"
-            f"<p>{e(summary.line())}. Rejected: {e(counts)}. {e(summary.stopped)}</p>"
+            f"<p>{e(summary.line())}. Rejected: {e(counts)}.</p><p><b>Stopped: {e(summary.stopped)}</b></p>"
             f"<h2>Saved this run ({len(records)})</h2><div class='grid'>{figures}</div>"
             f"<h2>Turned away (this query, all runs, last 500)</h2><table><tr><th>reason</th><th>rank</th>"
             f"<th>URL</th><th>detail</th></tr>{rows}</table></body></html>")
