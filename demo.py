@@ -67,7 +67,7 @@ def scrape(ctx: DemoContext) -> str:
     """Scrape a fake Bing on 127.0.0.1 serving rendered scenes (one exact and one near copy among
     them, and one more exact copy on another 'site')."""
     from dataset.fixtures.scenes import make_sample
-    from scraping.fakebing import FakeBing
+    from dataset.fixtures.fakebing import FakeBing
     images = make_sample(ctx.work / "fake-bing-site", count=4 if ctx.quick else 10, duplicates=1,
                          annotate=False, prefix="web")
     with FakeBing(page_size=5) as fake:

@@ -259,9 +259,9 @@ def main(argv=None, environ=None) -> int:
         command = registry.commands[args.command]
         result = execute(command, args)
     except MasksetError as error:
-        summary = getattr(error, "result", None)
-        if summary is not None:
-            print(summary.summary(), file=sys.stderr)
+        done = getattr(error, "result", None)
+        if done is not None:
+            print(done.summary(), flush=True)  # what was saved before the error, then the error
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:

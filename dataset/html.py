@@ -157,7 +157,8 @@ def url_link(url: str | None, text: str) -> str:
 def figure(image_html: str, caption: str, tone: str = "", href: str | None = None) -> str:
     """A captioned thumbnail; caption is HTML (escape user text with esc())."""
     inner = f'<a href="{esc(href)}">{image_html}</a>' if href else image_html
-    return Raw(f'<figure class="{esc(tone)}">{inner}<figcaption>{caption}</figcaption></figure>')
+    css = f' class="{esc(tone)}"' if tone else ""
+    return Raw(f"<figure{css}>{inner}<figcaption>{caption}</figcaption></figure>")
 
 
 def figures(items: list[str]) -> str:

@@ -3,13 +3,18 @@
 Only http(s) URLs are fetched (also after redirects). A body is read in chunks so the byte cap
 and the total time cap per image hold even against a server that trickles. 5xx and 429 are
 retried with exponential backoff (honouring a short Retry-After); 4xx are not.
+
+Publishers' opt-out is respected as img2dataset does by default: an image whose response carries
+`X-Robots-Tag: noai`, `noimageai`, `noindex` or `noimageindex` (for every crawler, or for ours:
+`maskset: noai`) is refused from its headers, before its body is read ("opted-out"). With
+optout="ignore" it is downloaded and the directives travel with it, for the manifest.
 """
 from __future__ import annotations
 
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import requests
@@ -19,6 +24,11 @@ from requests.adapters import HTTPAdapter
 from .bing import DEFAULT_USER_AGENT
 
 CHUNK = 64 * 1024
+# img2dataset's default disallowed directives: the two AI ones the web adopted (noai, noimageai)
+# and the two indexing ones (noindex, noimageindex), since a dataset is an index of images too.
+OPTOUT_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
+ROBOTS_TOKEN = "maskset"   # `X-Robots-Tag: maskset: noai` addresses us; `otherbot: noai` does not
+OPTOUT_MODES = ("respect", "ignore")
 
 
 @dataclass
@@ -34,6 +44,13 @@ class DownloadSettings:
     max_retry_after: float = 10.0
     max_redirects: int = 5
     user_agent: str = DEFAULT_USER_AGENT
+    optout: str = "respect"       # "ignore": keep images whose X-Robots-Tag opts out (recorded)
+
+
+@dataclass
+class Fetched:
+    data: bytes
+    optout: list[str] = field(default_factory=list)  # opt-out directives it was served with
 
 
 class DownloadFailed(Exception):
@@ -46,6 +63,23 @@ class DownloadFailed(Exception):
 def host_of(url: str) -> str:
     parts = urlsplit(url)
     return parts.netloc.lower()
+
+
+def optout_directives(values: list[str]) -> list[str]:
+    """The opt-out directives among X-Robots-Tag header values that apply to us, as img2dataset
+    reads them: "noai, noimageai" for every crawler, or "<token>: noai" for one crawler."""
+    found = []
+    for value in values:
+        token, sep, directives = value.partition(":")
+        if not sep:
+            token, directives = "", value
+        if token.strip() and token.strip().lower() != ROBOTS_TOKEN:
+            continue
+        for directive in directives.split(","):
+            directive = directive.strip().lower()
+            if directive in OPTOUT_DIRECTIVES and directive not in found:
+                found.append(directive)
+    return found
 
 
 def check_scheme(url: str) -> None:
@@ -81,6 +115,10 @@ class Downloader:
 
     def fetch(self, url: str) -> bytes:
         """The body of url, or DownloadFailed(reason) after the retries."""
+        return self.get(url).data
+
+    def get(self, url: str) -> Fetched:
+        """The body of url with the opt-out it was served with, or DownloadFailed(reason)."""
         check_scheme(url)
         s = self.settings
         for attempt in range(s.retries + 1):
@@ -95,7 +133,7 @@ class Downloader:
             time.sleep(min(wait, s.max_retry_after))  # outside the host slot: others may go on
         raise AssertionError("unreachable")
 
-    def _fetch_once(self, url: str) -> bytes:
+    def _fetch_once(self, url: str) -> Fetched:
         s = self.settings
         started = time.monotonic()
         try:
@@ -106,6 +144,11 @@ class Downloader:
                     raise _Retry(f"http-{status}", response.reason or "", _retry_after(response))
                 if status != 200:
                     raise DownloadFailed(f"http-{status}", response.reason or "")
+                # separate header lines, not requests' comma-joined value: "a: noai, b: x" is ambiguous
+                optout = optout_directives(response.raw.headers.getlist("X-Robots-Tag"))
+                if optout and s.optout != "ignore":
+                    raise DownloadFailed("opted-out", f"X-Robots-Tag: {', '.join(optout)} (OPTOUT=ignore "
+                                                      f"to keep such images)")
                 declared = response.headers.get("Content-Length", "")
                 if declared.isdigit() and int(declared) > s.max_bytes:
                     raise DownloadFailed("too-large", f"Content-Length {declared} > {s.max_bytes} bytes")
@@ -117,7 +160,7 @@ class Downloader:
                         raise DownloadFailed("too-large", f"more than {s.max_bytes} bytes")
                     if time.monotonic() - started > s.total_timeout:
                         raise DownloadFailed("timeout", f"over {s.total_timeout:g} s in all")
-                return bytes(body)
+                return Fetched(bytes(body), optout)
         except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema,
                 requests.exceptions.InvalidURL) as error:
             raise DownloadFailed("bad-scheme", str(error)) from None

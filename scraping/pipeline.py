@@ -2,8 +2,9 @@
 
 Pages are read on the calling thread; downloads and checks run in the pool; saving happens
 on the calling thread only, so the manifest has one writer. The run stops when the query's
-LIMIT is reached, the results end, or Bing blocks us (BingBlocked, raised after what was
-already downloaded has been saved).
+LIMIT is reached, the results end, or Bing refuses us (BingBlocked, raised after what was
+already downloaded has been saved); Summary.stop says which, as a typed `Stop`.
+Video tiles are counted and logged, never downloaded.
 """
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ from dataset.layout import Dataset
 
 from . import bing
 from .checks import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, Checked, Rejected, check_image
-from .download import Downloader, DownloadFailed, DownloadSettings
+from .download import OPTOUT_MODES, Downloader, DownloadFailed, DownloadSettings
 from .page import write_page
 from .parse import Result
+from .stop import Stop
 from .store import Store
 
 
@@ -39,7 +41,13 @@ class ScrapeOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_pages: int = 30           # requests engine: result pages at most
     max_scrolls: int = 60         # selenium engine: scrolls at most
+    market: str = bing.DEFAULT_MARKET
+    page_waits: tuple = bing.PAGE_WAITS  # seconds before each new try of an empty result page
     download: DownloadSettings = field(default_factory=DownloadSettings)
+
+    @property
+    def optout(self) -> str:
+        return self.download.optout
 
 
 @dataclass
@@ -47,8 +55,11 @@ class Summary:
     query: str
     engine: str
     limit: int
+    market: str = bing.DEFAULT_MARKET
+    optout: str = "respect"
     had: int = 0                  # images from this query already in the dataset
     results: int = 0              # results read from Bing's pages
+    videos: int = 0               # video tiles among them: skipped, not downloaded
     known: int = 0                # skipped: murl already in the manifest or failed for good before
     downloaded: int = 0
     accepted: int = 0
@@ -57,16 +68,22 @@ class Summary:
     converted: int = 0
     recovered: int = 0            # images a killed run left unrecorded, recorded now
     files: list = field(default_factory=list)
-    stopped: str = ""
+    stop: Stop | None = None
     seconds: float = 0.0
     images: str = ""              # where they went, and where to look
     log: str = ""
     page: str = ""
 
+    @property
+    def stopped(self) -> str:
+        """How the run stopped, in words: "limit reached (...)", "results ended (...)", "refused (...)"."""
+        return self.stop.text() if self.stop else ""
+
     def line(self) -> str:
         rejected = sum(self.rejected.values())
+        videos = f", {self.videos} videos skipped" if self.videos else ""
         return (f"{self.results} results, {self.accepted} images saved, {self.duplicates} duplicates, "
-                f"{rejected} rejected, {self.known} already known")
+                f"{rejected} rejected, {self.known} already known{videos}")
 
     def text(self) -> str:
         lines = [f"scrape {self.query!r} ({self.engine}): {self.line()} in {self.seconds:.1f}s",
@@ -74,6 +91,8 @@ class Summary:
                  f"({self.had} before this run); {self.converted} converted for labelImg"]
         if self.recovered:
             lines.append(f"  {self.recovered} images from an interrupted run recorded in the manifest")
+        if self.optout == "ignore":
+            lines.append("  OPTOUT=ignore: images whose X-Robots-Tag opts out were kept (recorded in the manifest)")
         for reason, n in sorted(self.rejected.items()):
             lines.append(f"  rejected {reason}: {n}")
         if self.stopped:
@@ -91,6 +110,7 @@ class _Outcome:
     result: Result
     checked: Checked | None = None
     source_sha256: str = ""
+    optout: list = field(default_factory=list)  # X-Robots-Tag opt-out it was served with (OPTOUT=ignore)
     size: int = 0
     reason: str = ""
     detail: str = ""
@@ -136,7 +156,8 @@ def _download_and_check(downloader: Downloader, store: Store, slots: _Slots, ran
     """In a pool thread: download, check, and stage the image (journal + atomic write)."""
     outcome = _Outcome(rank, result)
     try:
-        data = downloader.fetch(result.murl)
+        fetched = downloader.get(result.murl)
+        data, outcome.optout = fetched.data, fetched.optout
         outcome.size = len(data)
         outcome.source_sha256 = hashlib.sha256(data).hexdigest()
         outcome.checked = check_image(data, options.min_side, options.max_pixels)
@@ -163,6 +184,10 @@ def _record_for(outcome: _Outcome, options: ScrapeOptions) -> dict:
               "bytes": len(checked.data), "source_format": checked.source_format}
     if checked.converted:
         record.update(converted=checked.converted, source_sha256=outcome.source_sha256)
+    if options.optout == "ignore":
+        record["optout"] = "ignore"   # the run was told to keep opted-out images
+        if outcome.optout:
+            record["x_robots_tag"] = ", ".join(outcome.optout)
     return record
 
 
@@ -170,33 +195,38 @@ def pages_for(options: ScrapeOptions):
     s = options.download
     if options.engine == "requests":
         return bing.requests_pages(options.bing_url, options.query, options.filters, s.user_agent,
-                                   max_pages=options.max_pages, timeout=(s.connect_timeout, 20))
+                                   max_pages=options.max_pages, timeout=(s.connect_timeout, 20),
+                                   market=options.market, page_waits=options.page_waits)
     if options.engine == "selenium":
         return bing.selenium_pages(options.bing_url, options.query, options.filters, s.user_agent,
-                                   max_scrolls=options.max_scrolls)
+                                   max_scrolls=options.max_scrolls, market=options.market,
+                                   page_waits=options.page_waits)
     raise ValueError(f"unknown engine {options.engine!r}")
 
 
 def scrape(dataset: Dataset, options: ScrapeOptions, progress: bool = True) -> Summary:
-    """Add up to options.limit images from options.query to dataset (counting earlier runs)."""
+    """Add up to options.limit images from options.query to dataset (counting earlier runs).
+    The caller holds the dataset's lock (the scrape command does)."""
     started = time.monotonic()
-    summary = Summary(options.query, options.engine, options.limit, images=str(dataset.images),
+    if options.optout not in OPTOUT_MODES:
+        raise ValueError(f"optout must be one of {OPTOUT_MODES}, not {options.optout!r}")
+    summary = Summary(options.query, options.engine, options.limit, market=options.market,
+                      optout=options.optout, images=str(dataset.images),
                       log=str(dataset.export / "scrape-log.jsonl"), page=str(dataset.export / "scrape.html"))
     dataset.ensure()
-    with dataset.lock("scrape"):
-        store = Store(dataset)
-        summary.recovered = store.recover()
-        summary.had = store.count_for_query(options.query)
-        need = options.limit - summary.had
-        if need <= 0:
-            summary.stopped = f"LIMIT {options.limit} already reached for this query; raise LIMIT for more"
-        else:
-            try:
-                _run(store, options, summary, need, progress)
-            finally:
-                summary.recovered += store.recover()  # what a Ctrl-C left staged, recorded now
-                summary.seconds = time.monotonic() - started
-                _write_report(dataset, summary)
+    store = Store(dataset)
+    summary.recovered = store.recover()
+    summary.had = store.count_for_query(options.query)
+    need = options.limit - summary.had
+    if need <= 0:
+        summary.stop = Stop.limit(f"LIMIT {options.limit} already reached for this query; raise LIMIT for more")
+    else:
+        try:
+            _run(store, options, summary, need, progress)
+        finally:
+            summary.recovered += store.recover()  # what a Ctrl-C left staged, recorded now
+            summary.seconds = time.monotonic() - started
+            _write_report(dataset, summary)
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -210,7 +240,7 @@ def _run(store: Store, options: ScrapeOptions, summary: Summary, need: int, prog
     queue: deque[tuple[int, Result]] = deque()
     inflight = set()
     exhausted = False
-    blocked: Exception | None = None
+    blocked: bing.BingBlocked | None = None
     bar = tqdm(total=need, unit="img", desc="scrape", disable=not progress, file=sys.stderr,
                dynamic_ncols=True)
     try:
@@ -222,11 +252,11 @@ def _run(store: Store, options: ScrapeOptions, summary: Summary, need: int, prog
                     if exhausted:
                         break
                     try:
-                        _enqueue(next(pages), queue, store, summary)
-                    except StopIteration:
-                        exhausted, summary.stopped = True, "the results ended"
+                        _enqueue(next(pages), queue, store, summary, options)
+                    except StopIteration as end:
+                        exhausted, summary.stop = True, end.value or Stop.ended("Bing sent no more pages")
                     except bing.BingBlocked as error:
-                        exhausted, blocked = True, error
+                        exhausted, blocked, summary.stop = True, error, error.stop
                     continue
                 rank, result = queue.popleft()
                 inflight.add(pool.submit(_download_and_check, downloader, store, slots, rank, result, options))
@@ -240,22 +270,32 @@ def _run(store: Store, options: ScrapeOptions, summary: Summary, need: int, prog
                             duplicate=summary.duplicates, refresh=False)
             bar.refresh()
         if summary.accepted >= need:
-            summary.stopped = f"LIMIT {options.limit} reached"
+            # reached LIMIT: what was asked for is here, even if Bing refused the next page
+            summary.stop, blocked = Stop.limit(f"LIMIT {options.limit} images from this query"), None
     finally:
         bar.close()
         slots.close()
         pool.shutdown(wait=False, cancel_futures=True)
         pages.close()  # quits Chromium for the selenium engine
     if blocked is not None:
-        summary.stopped = str(blocked)
-        blocked.result = summary
+        blocked.result = summary  # the CLI prints what was saved before the error
         raise blocked
 
 
-def _enqueue(results: list[Result], queue: deque, store: Store, summary: Summary) -> None:
+def _enqueue(results: list[Result], queue: deque, store: Store, summary: Summary,
+             options: ScrapeOptions) -> None:
     for result in results:
         summary.results += 1
-        if result.murl in store.murls or result.murl in store.skip_murls:
+        if result.video:  # a video tile: nothing to download
+            summary.videos += 1
+            if result.murl not in store.skip_murls:
+                store.log(result.murl, "video", "a video tile among the image results: not downloaded",
+                          rank=summary.results, query=options.query)
+            continue
+        skipped = store.skip_murls.get(result.murl)
+        if skipped == "opted-out" and options.optout == "ignore":
+            skipped = None  # turned away for its X-Robots-Tag before; OPTOUT=ignore takes it now
+        if result.murl in store.murls or skipped:
             summary.known += 1
             continue
         queue.append((summary.results, result))
@@ -286,5 +326,7 @@ def _save(outcome: _Outcome, store: Store, options: ScrapeOptions, summary: Summ
 def _write_report(dataset: Dataset, summary: Summary) -> None:
     report = asdict(summary)
     report["rejected"] = dict(summary.rejected)
+    report["stopped"] = summary.stopped       # "limit reached (...)", "results ended (...)", "refused (...)"
+    report["stop"] = summary.stop.as_json() if summary.stop else None
     atomic.write_json(dataset.export / "scrape.json", report)
     write_page(dataset, summary)

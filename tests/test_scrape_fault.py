@@ -12,7 +12,7 @@ from PIL import Image
 from dataset import atomic, manifest
 from dataset.layout import Dataset
 from dataset.fixtures.scenes import jpeg_bytes
-from scraping.fakebing import FakeBing
+from dataset.fixtures.fakebing import FakeBing
 from scraping.store import inconsistencies
 from helpers import MASKSET, REPO
 

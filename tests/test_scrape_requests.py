@@ -12,7 +12,8 @@ from PIL import Image
 from dataset import manifest
 from dataset.layout import Dataset
 from dataset.fixtures.scenes import jpeg_bytes
-from scraping.fakebing import FakeBing, add_tricky_results
+from bing_traps import add_tricky_results
+from dataset.fixtures.fakebing import FakeBing
 from scraping.store import NAME, inconsistencies
 from helpers import MASKSET, REPO, make
 
@@ -135,6 +136,8 @@ def test_a_429_or_captcha_stops_with_an_error_and_keeps_what_was_saved(tmp_path,
         assert "error:" in run.stderr and "Bing refused the result page" in run.stderr
         assert ("429" if block == "429" else "captcha") in run.stderr
         assert "Images saved so far are kept" in run.stderr
+        stop = json.loads((data / "export" / "scrape.json").read_text())["stop"]
+        assert stop["kind"] == "refused" and run.stdout.count(f"stopped: {stop['text']}") == 1
         dataset = Dataset.at(data)
         assert len(dataset.image_files()) == 5 and inconsistencies(dataset) == []
         # once Bing lets us in again, the same command goes on where it stopped
@@ -142,6 +145,7 @@ def test_a_429_or_captcha_stops_with_an_error_and_keeps_what_was_saved(tmp_path,
         run = cli(data, "--query", "masks", "--limit", "50", "--bing-url", fake.base, *FAST)
         assert run.returncode == 0, run.stderr
         assert len(dataset.image_files()) == 12 and "7 images saved" in run.stdout
+        assert "stopped: results ended (Bing served its last page again at first=13)" in run.stdout
         assert all(n == 1 for n in image_hits(fake).values())
 
 

@@ -12,7 +12,7 @@ from dataset.errors import MasksetError
 from scraping import bing
 from scraping.checks import Rejected, check_image
 from scraping.download import Downloader, DownloadFailed, DownloadSettings
-from scraping.fakebing import CAPTCHA_PAGE, FakeBing
+from dataset.fixtures.fakebing import CAPTCHA_PAGE, FakeBing
 from scraping.parse import parse_page
 
 
@@ -145,5 +145,153 @@ def test_requests_engine_caps_the_pages_it_reads():
     with FakeBing(page_size=2) as fake:
         for index in range(20):
             fake.add_result(f"http://127.0.0.1:9/{index}.jpg")
-        pages = list(bing.requests_pages(fake.base, "masks", {}, max_pages=3))
-    assert [len(page) for page in pages] == [2, 2, 2] and len(fake.queries) == 3
+        pages = bing.requests_pages(fake.base, "masks", {}, max_pages=3)
+        sizes = [len(next(pages)) for _ in range(3)]
+        with pytest.raises(StopIteration) as end:
+            next(pages)
+    assert sizes == [2, 2, 2] and len(fake.queries) == 3
+    assert end.value.value.text() == "limit reached (--max-pages: 3 result pages read; raise it for more)"
+
+
+# -- issue 15: how the real Bing refuses ----------------------------------------------------------
+def page_of(*murls) -> str:
+    return "<ul>" + "".join(anchor({"murl": murl, "t": "x"}) for murl in murls) + "</ul>"
+
+
+def test_classify_tells_results_the_genuine_end_and_each_refusal_apart():
+    from dataset.fixtures.fakebing import FORBIDDEN_PAGE, NO_RESULTS_PAGE, SHELL_PAGE, TURING_PAGE
+    kind = bing.PageKind
+    ok = "http://127.0.0.1:1/images/async?q=x&first=1"
+    results = parse_page(page_of("https://a.example/1.jpg"))
+    assert bing.classify(results, ok) == bing.Verdict(kind.RESULTS)
+    end = bing.classify(parse_page(NO_RESULTS_PAGE.format(title="masks")), ok)
+    assert end.kind is kind.END and end.why == "Bing says: There are no results for masks"
+    # refusals, and which are worth a new try after a wait (only the empty ones)
+    cases = {
+        "429": (parse_page("<title>x</title>"), ok, 429, "HTTP 429", False),
+        "403": (parse_page(FORBIDDEN_PAGE.decode()), ok, 403, "HTTP 403", False),
+        # the turing page never says "captcha": only where it landed tells
+        "redirect": (parse_page(TURING_PAGE.decode()), "http://127.0.0.1:1/turing/captcha/challenge?q=x", 200,
+                     "redirected to Bing's captcha at /turing/captcha/challenge", False),
+        "captcha text": (parse_page(CAPTCHA_PAGE.decode()), ok, 200, "captcha", False),
+        "empty": (parse_page(""), ok, 200, "an empty answer", True),
+        "browser's empty document": (parse_page("<html><head></head><body></body></html>"), ok, 0,
+                                     "an empty answer", True),
+        "shell": (parse_page(SHELL_PAGE.format(title="masks")), ok, 200, 'no "no results" message', True),
+    }
+    for name, (page, url, status, why, retry) in cases.items():
+        verdict = bing.classify(page, url, status)
+        assert verdict.kind is kind.REFUSED and why in verdict.why and verdict.retry is retry, name
+    assert not parse_page(TURING_PAGE.decode()).blocked  # so the URL test above can fail
+    # a wrong BING_URL is an error, not a refusal and not the end
+    assert bing.classify(parse_page("<h1>Not Found</h1>"), ok, 404).kind is kind.ERROR
+    # results win over a status a browser could not tell; captcha paths are refusals even with results
+    assert bing.classify(results, ok, 0).kind is kind.RESULTS
+    assert bing.classify(results, "https://www.bing.com/turing/captcha/challenge").kind is kind.REFUSED
+
+
+def test_page_history_tells_bings_last_page_again_from_throttling_replays():
+    kind = bing.PageKind
+
+    def pages(*murl_lists):
+        history = bing.PageHistory()
+        verdicts = []
+        for number, murls in enumerate(murl_lists):
+            verdict, new = history.add(f"page {number + 1}", [bing.Result(m) for m in murls])
+            verdicts.append((verdict, [r.murl for r in new]))
+        return verdicts
+
+    # the usual end: the last page served again
+    *_, (last, new) = pages(["a", "b"], ["c", "d"], ["e"], ["e"])
+    assert last.kind is kind.END and new == [] and "last page again at page 4" in last.why
+    # the first page served again at a later offset (also right after it: Bing's throttling)
+    for sequence in (pages(["a", "b"], ["a", "b"]), pages(["a", "b"], ["c"], ["b", "a"])):
+        verdict, new = sequence[-1]
+        assert verdict.kind is kind.REFUSED and "the first page again" in verdict.why and new == []
+    # any earlier page again, or only results seen before
+    verdict, _ = pages(["a"], ["b"], ["c"], ["b"])[-1]
+    assert verdict.kind is kind.REFUSED and "repeats the page at page 2" in verdict.why
+    verdict, _ = pages(["a", "b"], ["c", "d"], ["b", "c"])[-1]
+    assert verdict.kind is kind.REFUSED and "only results already seen" in verdict.why
+    # a page with some new results is results, and only those are new
+    verdict, new = pages(["a", "b"], ["b", "c", "c"])[-1]
+    assert verdict.kind is kind.RESULTS and new == ["c"]
+
+
+def test_video_tiles_are_known_by_bings_markup_thumbnail_id_or_url():
+    video_markup = ('<li><a class="iusc" m="{&quot;murl&quot;:&quot;https://v.example/watch/1&quot;}">x</a>'
+                    '<div class="vrhdata" vrhm="{&quot;du&quot;:&quot;2:31&quot;}"></div></li>')
+    page = parse_page("<ul>" + video_markup + "".join(anchor(meta) for meta in [
+        {"murl": "https://a.example/photo.jpg", "turl": "https://tse1.mm.bing.net/th?id=OVP.x1&pid=Api"},
+        {"murl": "https://a.example/clip.MP4?x=1"},
+        {"murl": "https://www.youtube.com/watch?v=abc"},
+        {"murl": "https://vimeo.com/123456"},
+        {"murl": "https://i.ytimg.com/vi/abc/hqdefault.jpg"},       # a video's poster is an image
+        {"murl": "https://a.example/videos/still.jpg", "turl": "https://tse1.mm.bing.net/th?id=OIP.x2&pid=Api"},
+        {"murl": "https://youtube.com/"},
+    ]) + "</ul>")
+    assert [r.video for r in page.results] == [True, True, True, True, True, False, False, False]
+    assert [r.murl for r in page.images] == ["https://i.ytimg.com/vi/abc/hqdefault.jpg",
+                                             "https://a.example/videos/still.jpg", "https://youtube.com/"]
+
+
+def test_x_robots_tag_optout_is_read_as_img2dataset_reads_it():
+    from scraping.download import optout_directives
+    assert optout_directives(["noai"]) == ["noai"]
+    assert optout_directives(["NoImageAI, nofollow"]) == ["noimageai"]
+    assert optout_directives(["noindex", "noimageindex"]) == ["noindex", "noimageindex"]
+    assert optout_directives(["maskset: noai"]) == ["noai"]          # addressed to us
+    assert optout_directives(["otherbot: noai, noimageai"]) == []    # addressed to someone else
+    assert optout_directives(["unavailable_after: 25 Jun 2010 15:00:00 PST", "nofollow, noarchive"]) == []
+    assert optout_directives([]) == []
+
+
+def test_downloader_refuses_an_opted_out_image_from_its_headers_before_reading_the_body():
+    import time
+    body = encoded(Image.new("RGB", (100, 100), "green"), "PNG")
+    with FakeBing() as fake:
+        # 40 KB sent 1 KB a second: reading the body would take 40 s
+        slow = fake.add_route("/optout/slow.png", body=body + b"\0" * 40000, trickle=1.0,
+                              headers={"X-Robots-Tag": "noai"})
+        other = fake.add_route("/optout/other.png", body=body, headers={"X-Robots-Tag": "otherbot: noai"})
+        started = time.monotonic()
+        with pytest.raises(DownloadFailed) as caught:
+            Downloader(DownloadSettings(retries=0)).fetch(slow)
+        assert caught.value.reason == "opted-out" and "X-Robots-Tag: noai" in caught.value.detail
+        assert time.monotonic() - started < 5
+        assert Downloader().fetch(other) == body
+        ignoring = Downloader(DownloadSettings(optout="ignore"))
+        quick = fake.add_route("/optout/quick.png", body=body, headers={"X-Robots-Tag": "noimageai"})
+        fetched = ignoring.get(quick)
+        assert fetched.data == body and fetched.optout == ["noimageai"]
+
+
+def test_requests_are_made_as_maintained_scrapers_make_them():
+    url = bing.async_url("http://127.0.0.1:1", "masks", 36, {"adult": "strict"}, market="de-DE")
+    assert "mmasync=1" in url and "cc=DE" in url and "setlang=de-DE" in url and "adlt=strict" in url
+    assert bing.bing_cookies("en-US", {"adult": "moderate"})["SRCHHPGUSR"] == "SRCHLANG=en&ADLT=DEMOTE"
+    assert "ADLT" not in bing.bing_cookies("en-US", {})["SRCHHPGUSR"]   # Bing's own default then
+    assert bing.accept_language("fr-CA") == "fr-CA,fr;q=0.9"
+    assert bing.parse_market("en_gb") == "en-GB" and bing.parse_market(None) == "en-US"
+    with pytest.raises(MasksetError, match=r"MARKET='xx-YY' is not a Bing market. Use one of: .*en-US"):
+        bing.parse_market("xx-YY")
+    import re
+    assert re.fullmatch(r"Mozilla/5\.0 \(X11; Linux x86_64\) AppleWebKit/537\.36 \(KHTML, like Gecko\) "
+                        r"Chrome/1\d\d\.0\.0\.0 Safari/537\.36", bing.DEFAULT_USER_AGENT)
+
+
+def test_the_requests_engine_retries_an_empty_page_with_bounded_backoff_then_goes_on():
+    from scraping.stop import Stop
+    with FakeBing(page_size=2, block="empty", block_from_page=2, block_count=2) as fake:
+        for index in range(5):
+            fake.add_result(f"http://127.0.0.1:9/{index}.jpg")
+        pages = bing.requests_pages(fake.base, "masks", {}, page_waits=(0.01, 0.01, 0.01))
+        got = []
+        while True:
+            try:
+                got.append(len(next(pages)))
+            except StopIteration as end:
+                stop = end.value
+                break
+    assert got == [2, 2, 1] and stop == Stop.ended("Bing served its last page again at first=6")
+    assert [q["first"] for q in fake.queries] == ["1", "3", "3", "3", "5", "6"]
