@@ -1,1 +1,1 @@
-"""maskset's dataset core: one dataset = one folder (see DESIGN.md)."""
+"""maskset's dataset core: one dataset = one folder (docs/design.md is the map)."""

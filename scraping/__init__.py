@@ -1,5 +1,6 @@
-"""maskset's scraper: Bing result pages -> checked, unique images in a dataset (issue 3).
+"""maskset's scraper: Bing result pages -> checked, unique images in a dataset.
 
 feeder (bing.py: requests paging or Selenium scrolling) -> parser (parse.py) -> downloader
-(download.py) -> checks (checks.py) -> store (store.py); pipeline.py wires them, cli.py is `make scrape`.
+(download.py) -> checks (checks.py) -> store (store.py); pipeline.py wires them, commands.py is
+`make scrape`.
 """
