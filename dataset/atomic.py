@@ -12,6 +12,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import UnsafePath
 from .faults import point
 
 
@@ -141,6 +142,53 @@ def copy_file(src: Path | str, dst: Path | str, durable: bool = True) -> Path:
         shutil.copyfileobj(inp, out, 1 << 20)
     shutil.copystat(src, dst)
     return dst
+
+
+def link_or_copy(src: Path | str, dst: Path | str) -> Path:
+    """dst as a hard link to src (no bytes copied), or a copy where a link cannot be made (another
+    file system). For files inside a folder that becomes visible whole (replacing_folder)."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+    return dst
+
+
+_FOLDER_TEMP = ".tmpdir"
+
+
+@contextmanager
+def replacing_folder(path: Path | str):
+    """Yield an empty temp folder beside `path` to fill; on success it is synced and takes the
+    place of `path` (a derived folder, such as an export: the old one is removed). A reader sees
+    the old folder or the new one, never half of one. On error the temp folder goes; one a killed
+    run left is removed by the next."""
+    path = Path(path)
+    if path.is_symlink():
+        raise UnsafePath(f"{path}: is a symbolic link; maskset never writes through a link in a "
+                         f"dataset. Remove it, then run again.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*{_FOLDER_TEMP}"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=_FOLDER_TEMP))
+    try:
+        yield tmp
+        point(f"filled {path.name}")
+        sync_tree(tmp)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old.", suffix=_FOLDER_TEMP))
+            os.rename(path, old / path.name)
+            os.rename(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def move_file(src: Path | str, dst: Path | str) -> Path:

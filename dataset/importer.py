@@ -1,8 +1,10 @@
 """`make import SRC=...`: bring another dataset in, all or nothing, safe to kill.
 
-A source (a labelImg/VOC folder here; other formats in dataset/formats/) is read into
-SourceItems. Everything is checked before anything is copied: every image decoded once, every
-class known (or mapped with CLASSES=, or left out with DROP=). Then the plan is written to a
+A source (a labelImg/VOC folder here; COCO, YOLO and keras-retinanet CSV in dataset/formats/)
+is read into SourceItems. Everything is checked before anything is copied: every image read once
+(its header, size and the end of its coded data: images.check_bytes), every class known (or
+mapped with CLASSES=, or left out with DROP=), every annotation read from another format made
+for the image's real size. Then the plan is written to a
 journal, images are copied and VOC files written, the folder is synced once, and the manifest
 records are appended in one durable write. A run killed at any point is completed by the next
 import (recover): an image that landed gets its record, nothing is copied twice.
@@ -43,6 +45,7 @@ class SourceItem:
     image: Path                                  # the image file in the source
     xml: Path | None = None                      # a VOC file carried over as written (VOC sources)
     annotation: voc.VocAnnotation | None = None  # an annotation read from another format
+    where: str = ""                              # its record in the source, for messages
 
 
 @dataclass
@@ -52,6 +55,7 @@ class Source:
     items: list[SourceItem] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)               # annotations with no image
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (file, why): links out of SRC ...
+    notes: list[str] = field(default_factory=list)                 # what a reader did, said once
 
 
 @dataclass
@@ -103,13 +107,21 @@ def locate(src: Path, images_dir: Path | None = None, annotations_dir: Path | No
     return Path(images_dir), Path(annotations_dir)
 
 
-def safe_files(folder: Path, roots: list[Path], suffixes, skipped: list) -> list[Path]:
-    """Regular files in folder with one of the suffixes, sorted. A symbolic link is followed
-    only when its target stays inside one of `roots` (the source's folders); anything else
-    (a link out of SRC, a FIFO, a device) is listed in `skipped`, never read."""
+def _below(folder: Path):
+    """Every file below folder (hidden folders and links to folders not entered)."""
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        yield from (Path(top) / name for name in files)
+
+
+def safe_files(folder: Path, roots: list[Path], suffixes, skipped: list, recursive: bool = False) -> list[Path]:
+    """Regular files in folder (and below it, if recursive) with one of the suffixes, sorted.
+    A symbolic link is followed only when its target stays inside one of `roots` (the source's
+    folders); anything else (a link out of SRC, a FIFO, a device) is listed in `skipped`, never
+    read."""
     found = []
     resolved_roots = [Path(r).resolve() for r in roots]
-    for path in sorted(folder.iterdir()):
+    for path in sorted(_below(folder) if recursive else folder.iterdir()):
         if path.name.startswith(".") or path.suffix.lower() not in suffixes:
             continue
         if path.is_symlink():
@@ -188,6 +200,7 @@ class ImportResult(Result):
     dropped: Counter = field(default_factory=Counter)             # boxes left out by DROP=
     renamed: dict = field(default_factory=dict)
     recovered: int = 0                                            # finished for a killed import
+    notes: list[str] = field(default_factory=list)                # from the format's reader
 
     def summary_line(self) -> str:
         parts = [f"{self.images_added} images and {self.annotations_added} annotations imported",
@@ -212,6 +225,7 @@ class ImportResult(Result):
         lines += [f"warning: {xml}: no image for this annotation in the source; not imported"
                   for xml in self.orphan_xml]
         lines += [f"skipped: {path}: {why}" for path, why in self.skipped]
+        lines += [f"note: {note}" for note in self.notes]
         lines += [f"kept: {kept} exists already and was not overwritten" for kept in self.annotations_kept]
         if self.classes_written:
             lines.append(f"classes.txt written: {', '.join(self.classes_found)}")
@@ -248,14 +262,22 @@ def _check_image(path: Path) -> tuple[str, images.ImageInfo | None, str]:
         return "", None, f"cannot read: {error.strerror or error}"
     sha = hashlib.sha256(data).hexdigest()
     try:
-        with images.open_image(data) as image:
-            info = images.ImageInfo(image.width, image.height, image.format or "", images.orientation(image))
-            if image.format == "JPEG":
-                image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
-            images.load(image)
+        info = images.check_bytes(data)
     except images.NotAnImage as why:
         return sha, None, f"not a readable image: {why}"
     return sha, info, ""
+
+
+def _check_size(item: SourceItem, info: images.ImageInfo) -> None:
+    """An annotation read from another format must be for the image as it is: its boxes are in
+    that image's pixels. Raised before anything is copied."""
+    ann = item.annotation
+    if ann is None or (ann.width, ann.height) == (info.width, info.height):
+        return
+    raise MasksetError(
+        f"{item.where or item.image}: says the image is {ann.width}x{ann.height}, but {item.image} is "
+        f"{info.width}x{info.height}. Nothing was imported. Correct the size there (the boxes must be "
+        f"in the real image's pixels), or replace the image with the one that was annotated.")
 
 
 def _mapped_xml(xml: Path, class_map: ClassMap, folder: str, name: str, image_path: str) -> bytes:
@@ -347,6 +369,9 @@ def plan_import(dataset: Dataset, source: Source, class_map: ClassMap, result: I
         checked = list(progress_bars.bar(pool.map(lambda item: _check_image(item.image), source.items),
                                          total=len(source.items), desc="checking", enabled=progress))
 
+    for item, (_sha, info, _why) in zip(source.items, checked):
+        if info is not None:
+            _check_size(item, info)
     planned: list[Planned] = []
     for item, (sha, info, why), found in zip(source.items, checked, item_counts):
         earlier = imported.get((str(item.image), sha))
@@ -357,7 +382,7 @@ def plan_import(dataset: Dataset, source: Source, class_map: ClassMap, result: I
             if has_annotation and not destination.exists() and (dataset.images / earlier).exists():
                 data = _annotation_bytes(dataset, item, class_map, earlier, result)
                 planned.append(Planned({"file": earlier, "event": "annotation-added",
-                                        "source_annotation": str(item.xml or item.image)},
+                                        "source_annotation": item.where or str(item.xml or item.image)},
                                        item.image, data, image_is_new=False))
             continue
         if info is None:
@@ -367,14 +392,15 @@ def plan_import(dataset: Dataset, source: Source, class_map: ClassMap, result: I
         taken.add(target.stem)
         record = {"file": target.name, "event": manifest.ADDED, "sha256": sha, "width": info.width,
                   "height": info.height, "format": info.format, "origin": "import",
-                  "source_path": str(item.image), "import_format": source.format}
+                  "source_path": str(item.image), "import_format": source.format,
+                  "import_source": str(source.root)}
         if info.orientation not in (0, 1):
             record["exif_orientation"] = info.orientation
         if not class_map.is_identity():
             record["class_map"] = {"rename": class_map.rename, "drop": sorted(class_map.drop)}
         data = None
         if item.xml is not None or item.annotation is not None:
-            record["source_annotation"] = str(item.xml or item.image)
+            record["source_annotation"] = item.where or str(item.xml or item.image)
             if dataset.annotation_for(target).exists():
                 result.annotations_kept.append(str(dataset.annotation_for(target)))
             else:
@@ -486,8 +512,8 @@ def import_source(dataset: Dataset, source: Source, class_map: ClassMap | None =
                   progress: bool = True) -> ImportResult:
     """Import a read source into dataset (the caller holds the lock)."""
     class_map = class_map or ClassMap()
-    result = ImportResult(format=source.format, source=str(source.root),
-                          orphan_xml=list(source.orphans), skipped=list(source.skipped))
+    result = ImportResult(format=source.format, source=str(source.root), orphan_xml=list(source.orphans),
+                          skipped=list(source.skipped), notes=list(source.notes))
     if dataset.root.exists():
         result.recovered = recover(dataset)
     planned, classes_to_write = plan_import(dataset, source, class_map, result, progress)
