@@ -50,7 +50,8 @@ class RelabelResult(Result):
         lines = [f"recovered: an interrupted relabel was finished ({self.recovered} files)"] if self.recovered else []
         lines += [f"warning: {f}: changed since the relabel was planned; left as it is" for f in self.left]
         renamed = ", ".join(f"{old} -> {new} ({self.boxes.get(old, 0)} boxes)" for old, new in self.mapping.items())
-        lines.append(f"relabel: {renamed}; {len(self.files)} VOC files rewritten")
+        lines.append(f"relabel: {renamed}; {len(self.files)} VOC files rewritten"
+                     + ("" if self.files or self.recovered else " (nothing holds those classes: relabelled already?)"))
         lines.append(f"classes.txt: {', '.join(self.classes_before)} -> {', '.join(self.classes_after)}"
                      + (f" ({', '.join(self.merged)} now holding several classes' boxes)" if self.merged else ""))
         if self.files:
@@ -99,7 +100,9 @@ def plan(dataset: Dataset, mapping: dict[str, str]) -> tuple[list[dict], list[st
         entries.append({"annotation": str(xml.relative_to(dataset.root)), "image": images.get(xml.stem),
                         "sha256": _sha(original), "new": voc.edited(xml, change).decode("utf-8"),
                         "renamed": {old: mapping[old] for old in hits}, "boxes": sum(hits.values())})
-    nowhere = [old for old in mapping if old not in before and old not in found]
+    # a class that is nowhere while its new name is in classes.txt was relabelled already (the same
+    # command again, or after an interrupted run was finished): nothing to do, not an error
+    nowhere = [old for old in mapping if old not in before and old not in found and mapping[old] not in before]
     if nowhere:
         raise MasksetError(f"MAP: {', '.join(repr(n) for n in nowhere)} is in neither {dataset.classes_file} "
                            f"({', '.join(before)}) nor any annotation. Nothing was changed. Check the spelling "
