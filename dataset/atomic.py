@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import tempfile
@@ -14,15 +15,6 @@ from pathlib import Path
 
 from .errors import UnsafePath
 from .faults import point
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's temp files are 0600
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -50,19 +42,36 @@ def _fit(stem: str, room: int) -> str:
     return stem.encode("utf-8")[:max(1, room)].decode("utf-8", "ignore") or "x"
 
 
+_LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+_RANDOM = random.Random(os.urandom(16))
+
+
+def _open_temp(path: Path) -> tuple[int, Path]:
+    """A new temp file beside path, open for writing: (fd, its path). Made with open()'s mode
+    (0666 less the umask) in one system call: a stage writing thousands of files (import) pays
+    for no more than it needs."""
+    suffix = path.suffix if len(path.suffix.encode()) < 32 else ""
+    stem = _fit(path.stem, NAME_MAX - _TEMP_EXTRA - len(suffix.encode()))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(1000):
+        tmp = path.parent / f".{stem}.{''.join(_RANDOM.choices(_LETTERS, k=8))}.tmp{suffix}"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+    raise FileExistsError(f"{path.parent}: no free temp file name")
+
+
 def new_temp(path: Path | str) -> Path:
     """An empty temp file beside path, named so that temp_target() recognises it.
 
     A long name is cut in the temp name only (the final name is the caller's business), so a
     file whose name is near the 255-byte limit can still be written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix if len(path.suffix.encode()) < 32 else ""
-    stem = _fit(path.stem, NAME_MAX - _TEMP_EXTRA - len(suffix.encode()))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=f".tmp{suffix}")
-    os.fchmod(fd, _FILE_MODE)
+    fd, tmp = _open_temp(Path(path))
     os.close(fd)
-    return Path(tmp)
+    return tmp
 
 
 def temp_target(name: str) -> str | None:
@@ -84,20 +93,70 @@ def writing(path: Path | str, exclusive: bool = False, durable: bool = True):
     tmp = new_temp(path)
     try:
         yield tmp
-        point(f"written {tmp.name}")
         if durable:
             _fsync_file(tmp)
-        if exclusive:
-            os.link(tmp, path)  # FileExistsError if path exists: never clobbers
-            os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
+        _commit(tmp, path, exclusive)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _renamed(path, durable)
+
+
+def _commit(tmp: Path, path: Path, exclusive: bool) -> None:
+    """The written temp file becomes path (exclusive: never over an existing file)."""
+    point(f"written {tmp.name}")
+    if exclusive:
+        os.link(tmp, path)  # FileExistsError if path exists: never clobbers
+        os.unlink(tmp)
+    else:
+        os.replace(tmp, path)
+
+
+def _renamed(path: Path, durable: bool) -> None:
     point(f"renamed {path.name}")
     if durable:
         _fsync_dir(path.parent)
+
+
+def _written(path: Path | str, fill, exclusive: bool, durable: bool) -> Path:
+    """path written atomically by fill(fd) into a temp file beside it (see writing())."""
+    path = Path(path)
+    fd, tmp = _open_temp(path)
+    try:
+        try:
+            fill(fd)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        _commit(tmp, path, exclusive)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _renamed(path, durable)
+    return path
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _copy_into(fd: int, src: Path | str) -> None:
+    """src's bytes into fd, in the kernel where it can (sendfile), else through a buffer."""
+    with open(src, "rb") as source:
+        offset = 0
+        try:
+            while True:
+                sent = os.sendfile(fd, source.fileno(), offset, 1 << 30)
+                if sent == 0:
+                    return
+                offset += sent
+        except OSError:
+            if offset:
+                raise
+        shutil.copyfileobj(source, os.fdopen(os.dup(fd), "wb", closefd=True), 1 << 20)
 
 
 def sync_tree(folder: Path | str) -> None:
@@ -122,9 +181,7 @@ def _fsync_file(path) -> None:
 
 def write_bytes(path: Path | str, data: bytes, exclusive: bool = False, durable: bool = True) -> Path:
     """Write data to path atomically (see writing())."""
-    with writing(path, exclusive, durable) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
+    return _written(path, lambda fd: _write_all(fd, data), exclusive, durable)
 
 
 def write_text(path: Path | str, text: str) -> Path:
@@ -135,25 +192,37 @@ def write_json(path: Path | str, obj, indent: int | None = 2) -> Path:
     return write_text(path, json.dumps(obj, indent=indent, sort_keys=True, ensure_ascii=False) + "\n")
 
 
-def copy_file(src: Path | str, dst: Path | str, durable: bool = True) -> Path:
-    """Copy src to dst atomically (temp + rename), keeping src untouched."""
-    dst = Path(dst)
-    with writing(dst, durable=durable) as tmp, open(src, "rb") as inp, open(tmp, "wb") as out:
-        shutil.copyfileobj(inp, out, 1 << 20)
-    shutil.copystat(src, dst)
+def copy_file(src: Path | str, dst: Path | str, durable: bool = True, keep_times: bool = True) -> Path:
+    """Copy src to dst atomically (temp + rename), keeping src untouched; keep_times: with src's
+    times and mode too (as cp -p), which import leaves out (as cp does)."""
+    dst = _written(dst, lambda fd: _copy_into(fd, src), False, durable)
+    if keep_times:
+        shutil.copystat(src, dst)
     return dst
 
 
-def link_or_copy(src: Path | str, dst: Path | str) -> Path:
-    """dst as a hard link to src (no bytes copied), or a copy where a link cannot be made (another
-    file system). For files inside a folder that becomes visible whole (replacing_folder)."""
+def link_or_copy(src: Path | str, dst: Path | str, durable: bool = True) -> bool:
+    """dst as a hard link to src: the same bytes under a second name, made in one step, never
+    over an existing file, with no byte copied. Where a link cannot be made (another file system,
+    a file the user may not link) an atomic copy instead. True when linked.
+
+    Safe for maskset's own files because no stage ever writes an image in place: every change
+    replaces the file (a new inode), which leaves the other name as it was."""
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-    return dst
+    except FileNotFoundError:
+        if not Path(src).exists():
+            raise
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        return link_or_copy(src, dst, durable)
+    except FileExistsError:
+        raise
+    except OSError:  # EXDEV, EPERM (protected_hardlinks), EMLINK ...
+        copy_file(src, dst, durable=durable, keep_times=False)
+        return False
+    point(f"linked {dst.name}")
+    return True
 
 
 _FOLDER_TEMP = ".tmpdir"

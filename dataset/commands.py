@@ -44,7 +44,7 @@ def import_(dataset, args):
     class_map = ClassMap.parse(args.classes, args.drop)
     src = check_source(args.src or args.images, dataset.root)
     source = read_source(src, args.format, args.images, args.annotations)
-    return import_source(dataset, source, class_map)
+    return import_source(dataset, source, class_map, copy=args.copy)
 
 
 def check_import(args):
@@ -121,6 +121,7 @@ COMMANDS = [
         Var("ANNOTATIONS", "the annotation folder, when it is not inside SRC"),
         Var("CLASSES", 'rename classes on the way in: "with_mask=mask,without_mask=no_mask"'),
         Var("DROP", "leave these classes out: face,other"),
+        Var("COPY", "copy every image, even where a hard link (same bytes, no copy) could be made", bool),
     ), data="create", precheck=check_import),
     Command("dedupe", "exact and near duplicates: keep the best copy, quarantine the rest", dedupe, (
         *THRESHOLDS,

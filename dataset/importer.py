@@ -9,8 +9,11 @@ journal, images are copied and VOC files written, the folder is synced once, and
 records are appended in one durable write. A run killed at any point is completed by the next
 import (recover): an image that landed gets its record, nothing is copied twice.
 
-Images are copied, never moved; a VOC file from a VOC source keeps everything it holds, with
-<folder>, <filename> and <path> pointing at the new place. An annotation already in the
+Images are never moved: each is hard-linked into images/ where SRC is on the same file system (a
+second name for the same bytes, made in one step: no byte is copied, and no stage ever writes an
+image in place, so neither name changes the other), else copied; COPY=1 copies always (for a
+source folder that someone will keep editing in place). A VOC file from a VOC source keeps
+everything it holds, with <folder>, <filename> and <path> pointing at the new place. An annotation already in the
 dataset is never overwritten. Re-importing the same folder adds nothing but what is new: new
 images, and VOC files added to SRC for images imported earlier.
 """
@@ -187,6 +190,7 @@ class ImportResult(Result):
     format: str = "voc"
     source: str = ""
     images_added: int = 0
+    images_linked: int = 0                                        # of those, hard links (no copy)
     annotations_added: int = 0
     already_imported: int = 0
     annotations_kept: list[str] = field(default_factory=list)  # ours existed: never overwritten
@@ -205,6 +209,8 @@ class ImportResult(Result):
     def summary_line(self) -> str:
         parts = [f"{self.images_added} images and {self.annotations_added} annotations imported",
                  f"{self.already_imported} already there"]
+        if self.images_linked:
+            parts.append(f"{self.images_linked} images hard-linked (no bytes copied)")
         if self.rejected:
             parts.append(f"{len(self.rejected)} rejected")
         if self.annotations_kept:
@@ -470,7 +476,7 @@ def recover(dataset: Dataset) -> int:
 
 
 def carry_out(dataset: Dataset, planned: list[Planned], classes_to_write: list[str],
-              result: ImportResult, progress: bool = True) -> None:
+              result: ImportResult, progress: bool = True, copy: bool = False) -> None:
     dataset.ensure()
     # the journal first, in one durable write: recovery knows what was meant
     atomic.write_text(_journal(dataset), "".join(jsonl.dumps(
@@ -482,7 +488,10 @@ def carry_out(dataset: Dataset, planned: list[Planned], classes_to_write: list[s
     for item in progress_bars.bar(planned, desc="import", enabled=progress):
         name = item.record["file"]
         if item.image_is_new:
-            atomic.copy_file(item.source, dataset.images / name, durable=False)
+            if copy:
+                atomic.copy_file(item.source, dataset.images / name, durable=False, keep_times=False)
+            else:
+                result.images_linked += atomic.link_or_copy(item.source, dataset.images / name, durable=False)
             result.images_added += 1
         if item.annotation is not None:
             if _write_annotation(dataset, name, item.annotation, durable=False):
@@ -509,7 +518,7 @@ def check_source(src: Path | str, data: Path | str) -> Path:
 
 
 def import_source(dataset: Dataset, source: Source, class_map: ClassMap | None = None,
-                  progress: bool = True) -> ImportResult:
+                  progress: bool = True, copy: bool = False) -> ImportResult:
     """Import a read source into dataset (the caller holds the lock)."""
     class_map = class_map or ClassMap()
     result = ImportResult(format=source.format, source=str(source.root), orphan_xml=list(source.orphans),
@@ -518,15 +527,15 @@ def import_source(dataset: Dataset, source: Source, class_map: ClassMap | None =
         result.recovered = recover(dataset)
     planned, classes_to_write = plan_import(dataset, source, class_map, result, progress)
     if planned or classes_to_write:
-        carry_out(dataset, planned, classes_to_write, result, progress)
+        carry_out(dataset, planned, classes_to_write, result, progress, copy)
     return result
 
 
 def import_folder(dataset: Dataset, src: Path | str, images: Path | str | None = None,
                   annotations: Path | str | None = None, progress: bool = True,
-                  class_map: ClassMap | None = None) -> ImportResult:
+                  class_map: ClassMap | None = None, copy: bool = False) -> ImportResult:
     """Import a labelImg (VOC) folder."""
     src = check_source(src, dataset.root)
     source = read_voc_folder(Path(src), Path(images) if images else None,
                              Path(annotations) if annotations else None)
-    return import_source(dataset, source, class_map, progress)
+    return import_source(dataset, source, class_map, progress, copy)

@@ -184,7 +184,7 @@ BAD = {
                                                                "declared", "Add it to \"categories\""]),
     "coco-duplicate-image-id": (_coco(_duplicate_image_id), ["instances_default.json: images[2]",
                                                              "image id 1 is used twice", "renumber"]),
-    "coco-not-utf8": (_not_utf8, ["instances_default.json: byte", "(line 1) is not UTF-8", "Save the file as UTF-8"]),
+    "coco-not-utf8": (_not_utf8, ["instances_default.json: byte", "is not UTF-8 text (line 1)", "Save the file as UTF-8"]),
     "coco-wrong-size": (_coco(_wrong_size), ["images[0] (id 1): says the image is 640x240", "is 320x240",
                                              "Correct the size"]),
     "yolo-4-fields": (_yolo_line(1, "0 0.5 0.5 0.2"), ["labels/train/scene_0000.txt:1", "4 fields",

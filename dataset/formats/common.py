@@ -152,4 +152,4 @@ def kept_objects(ann, skip_difficult: bool, result: FormatExport) -> list | None
 
 def place_image(dataset: Dataset, name: str, destination: Path) -> None:
     """The dataset's image at destination inside an export folder (a hard link: no bytes copied)."""
-    atomic.link_or_copy(dataset.images / name, destination)
+    atomic.link_or_copy(dataset.images / name, destination, durable=False)
