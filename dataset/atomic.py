@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UnsafePath
+from . import faults
 from .faults import point
 
 
@@ -46,22 +47,25 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 _RANDOM = random.Random(os.urandom(16))
 
 
-def _open_temp(path: Path) -> tuple[int, Path]:
+def _open_temp(path: str) -> tuple[int, str]:
     """A new temp file beside path, open for writing: (fd, its path). Made with open()'s mode
-    (0666 less the umask) in one system call: a stage writing thousands of files (import) pays
-    for no more than it needs."""
-    suffix = path.suffix if len(path.suffix.encode()) < 32 else ""
-    stem = _fit(path.stem, NAME_MAX - _TEMP_EXTRA - len(suffix.encode()))
+    (0666 less the umask) in one system call, with plain strings: a stage writing thousands of
+    files (import) pays for no more than it needs."""
+    folder, name = os.path.split(path)
+    stem, suffix = os.path.splitext(name)
+    if suffix == "." or len(suffix.encode()) >= 32:  # as pathlib: "x." has no suffix
+        stem, suffix = name if suffix == "." else stem, ""
+    stem = _fit(stem, NAME_MAX - _TEMP_EXTRA - len(suffix.encode()))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     for _ in range(1000):
-        tmp = path.parent / f".{stem}.{''.join(_RANDOM.choices(_LETTERS, k=8))}.tmp{suffix}"
+        tmp = os.path.join(folder, f".{stem}.{''.join(_RANDOM.choices(_LETTERS, k=8))}.tmp{suffix}")
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:
             continue
         except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-    raise FileExistsError(f"{path.parent}: no free temp file name")
+            os.makedirs(folder or ".", exist_ok=True)
+    raise FileExistsError(f"{folder}: no free temp file name")
 
 
 def new_temp(path: Path | str) -> Path:
@@ -69,9 +73,9 @@ def new_temp(path: Path | str) -> Path:
 
     A long name is cut in the temp name only (the final name is the caller's business), so a
     file whose name is near the 255-byte limit can still be written."""
-    fd, tmp = _open_temp(Path(path))
+    fd, tmp = _open_temp(os.fspath(path))
     os.close(fd)
-    return tmp
+    return Path(tmp)
 
 
 def temp_target(name: str) -> str | None:
@@ -102,9 +106,10 @@ def writing(path: Path | str, exclusive: bool = False, durable: bool = True):
     _renamed(path, durable)
 
 
-def _commit(tmp: Path, path: Path, exclusive: bool) -> None:
+def _commit(tmp, path, exclusive: bool) -> None:
     """The written temp file becomes path (exclusive: never over an existing file)."""
-    point(f"written {tmp.name}")
+    if faults.ACTIVE:
+        point(f"written {os.path.basename(tmp)}")
     if exclusive:
         os.link(tmp, path)  # FileExistsError if path exists: never clobbers
         os.unlink(tmp)
@@ -112,16 +117,16 @@ def _commit(tmp: Path, path: Path, exclusive: bool) -> None:
         os.replace(tmp, path)
 
 
-def _renamed(path: Path, durable: bool) -> None:
-    point(f"renamed {path.name}")
+def _renamed(path, durable: bool) -> None:
+    if faults.ACTIVE:
+        point(f"renamed {os.path.basename(path)}")
     if durable:
-        _fsync_dir(path.parent)
+        _fsync_dir(os.path.dirname(path))
 
 
 def _written(path: Path | str, fill, exclusive: bool, durable: bool) -> Path:
     """path written atomically by fill(fd) into a temp file beside it (see writing())."""
-    path = Path(path)
-    fd, tmp = _open_temp(path)
+    fd, tmp = _open_temp(os.fspath(path))
     try:
         try:
             fill(fd)
@@ -131,10 +136,13 @@ def _written(path: Path | str, fill, exclusive: bool, durable: bool) -> Path:
             os.close(fd)
         _commit(tmp, path, exclusive)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
     _renamed(path, durable)
-    return path
+    return Path(path)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -208,20 +216,20 @@ def link_or_copy(src: Path | str, dst: Path | str, durable: bool = True) -> bool
 
     Safe for maskset's own files because no stage ever writes an image in place: every change
     replaces the file (a new inode), which leaves the other name as it was."""
-    dst = Path(dst)
     try:
         os.link(src, dst)
     except FileNotFoundError:
-        if not Path(src).exists():
+        if not os.path.exists(src):
             raise
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
         return link_or_copy(src, dst, durable)
     except FileExistsError:
         raise
     except OSError:  # EXDEV, EPERM (protected_hardlinks), EMLINK ...
         copy_file(src, dst, durable=durable, keep_times=False)
         return False
-    point(f"linked {dst.name}")
+    if faults.ACTIVE:
+        point(f"linked {os.path.basename(dst)}")
     return True
 
 

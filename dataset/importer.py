@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 IMAGE_FOLDER_NAMES = ("images", "JPEGImages", "Images", "imgs", "img")
 ANNOTATION_FOLDER_NAMES = ("annotations", "Annotations", "xml", "labels", "voc")
 JOURNAL = "import.jsonl"
+CHECK_BATCH = 64
 
 
 # -- what a source holds ----------------------------------------------------------------------
@@ -250,20 +251,30 @@ def _safe_name(name: str) -> str:
     return stem + suffix
 
 
-def _free_name(folder: Path, name: str, taken_stems: set[str]) -> Path:
-    """folder/name, or with -1, -2 ... before the suffix, whose stem no other image uses."""
-    path = folder / name
-    candidate, n = path, 0
-    while candidate.stem in taken_stems or candidate.exists():
+def _free_name(name: str, taken_stems: set[str], present: set[str]) -> str:
+    """name, or with -1, -2 ... before the suffix, whose stem no other image uses and that no
+    file in the folder (`present`: its listing) has."""
+    stem, suffix = os.path.splitext(name)
+    candidate, candidate_stem, n = name, stem, 0
+    while candidate_stem in taken_stems or candidate in present:
         n += 1
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        candidate_stem = f"{stem}-{n}"
+        candidate = candidate_stem + suffix
     return candidate
+
+
+def _listing(folder: Path) -> set[str]:
+    try:
+        return set(os.listdir(folder))
+    except FileNotFoundError:
+        return set()
 
 
 def _check_image(path: Path) -> tuple[str, images.ImageInfo | None, str]:
     """(sha256, ImageInfo or None, why not) of a source image, from one read of its bytes."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb", buffering=0) as handle:
+            data = handle.readall()
     except OSError as error:
         return "", None, f"cannot read: {error.strerror or error}"
     sha = hashlib.sha256(data).hexdigest()
@@ -370,14 +381,21 @@ def plan_import(dataset: Dataset, source: Source, class_map: ClassMap, result: I
                 result.renamed[name] = target
     result.classes_found = list(dict.fromkeys(class_map(n) for n in counts if class_map(n) is not None))
     classes_to_write = result.classes_found if not dataset.classes_file.exists() else []
-    # classes are known to be fine: now decode every image once
-    with ThreadPoolExecutor(max_workers=4) as pool:  # Pillow decodes with the GIL released
-        checked = list(progress_bars.bar(pool.map(lambda item: _check_image(item.image), source.items),
-                                         total=len(source.items), desc="checking", enabled=progress))
+    # classes are known to be fine: now read and check every image once, a few threads at a time
+    # (reading and hashing release the GIL), in batches (a future per image costs more than a check)
+    batches = [source.items[i:i + CHECK_BATCH] for i in range(0, len(source.items), CHECK_BATCH)]
+    checked = []
+    with ThreadPoolExecutor(max_workers=4) as pool, \
+            progress_bars.bar(total=len(source.items), desc="checking", enabled=progress) as bar:
+        for batch in pool.map(lambda batch: [_check_image(item.image) for item in batch], batches):
+            checked += batch
+            bar.update(len(batch))
 
     for item, (_sha, info, _why) in zip(source.items, checked):
         if info is not None:
             _check_size(item, info)
+    present_images, present_xml = _listing(dataset.images), _listing(dataset.annotations)
+    source_root, mapped = str(source.root), not class_map.is_identity()
     planned: list[Planned] = []
     for item, (sha, info, why), found in zip(source.items, checked, item_counts):
         earlier = imported.get((str(item.image), sha))
@@ -394,30 +412,31 @@ def plan_import(dataset: Dataset, source: Source, class_map: ClassMap, result: I
         if info is None:
             result.rejected.append((str(item.image), why))
             continue
-        target = _free_name(dataset.images, _safe_name(item.image.name), taken)
-        taken.add(target.stem)
-        record = {"file": target.name, "event": manifest.ADDED, "sha256": sha, "width": info.width,
+        target = _free_name(_safe_name(item.image.name), taken, present_images)
+        target_stem = os.path.splitext(target)[0]
+        taken.add(target_stem)
+        record = {"file": target, "event": manifest.ADDED, "sha256": sha, "width": info.width,
                   "height": info.height, "format": info.format, "origin": "import",
                   "source_path": str(item.image), "import_format": source.format,
-                  "import_source": str(source.root)}
+                  "import_source": source_root}
         if info.orientation not in (0, 1):
             record["exif_orientation"] = info.orientation
-        if not class_map.is_identity():
+        if mapped:
             record["class_map"] = {"rename": class_map.rename, "drop": sorted(class_map.drop)}
         data = None
         if item.xml is not None or item.annotation is not None:
             record["source_annotation"] = item.where or str(item.xml or item.image)
-            if dataset.annotation_for(target).exists():
+            if target_stem + ".xml" in present_xml:
                 result.annotations_kept.append(str(dataset.annotation_for(target)))
             else:
-                data = _annotation_bytes(dataset, item, class_map, target.name, result)
+                data = _annotation_bytes(dataset, item, class_map, target, result)
         planned.append(Planned(record, item.image, data))
     return planned, classes_to_write
 
 
 def _annotation_bytes(dataset: Dataset, item: SourceItem, class_map: ClassMap, name: str,
                       result: ImportResult) -> bytes:
-    image_path = str(dataset.images / name)
+    image_path = os.path.join(dataset.images, name)
     if item.annotation is not None:
         ann = item.annotation
         objects = [o for o in ann.objects if class_map(o.name) is not None]
@@ -440,7 +459,8 @@ def _journal(dataset: Dataset) -> Path:
 
 def _write_annotation(dataset: Dataset, name: str, data: bytes, durable: bool) -> bool:
     try:
-        atomic.write_bytes(dataset.annotation_for(name), data, exclusive=True, durable=durable)
+        atomic.write_bytes(os.path.join(dataset.annotations, os.path.splitext(name)[0] + ".xml"), data,
+                           exclusive=True, durable=durable)
         return True
     except FileExistsError:
         return False  # a person's file appeared meanwhile: it wins
@@ -485,19 +505,45 @@ def carry_out(dataset: Dataset, planned: list[Planned], classes_to_write: list[s
     if classes_to_write:
         dataset.write_classes(classes_to_write)
         result.classes_written = True
-    for item in progress_bars.bar(planned, desc="import", enabled=progress):
-        name = item.record["file"]
-        if item.image_is_new:
-            if copy:
-                atomic.copy_file(item.source, dataset.images / name, durable=False, keep_times=False)
-            else:
-                result.images_linked += atomic.link_or_copy(item.source, dataset.images / name, durable=False)
-            result.images_added += 1
-        if item.annotation is not None:
-            if _write_annotation(dataset, name, item.annotation, durable=False):
-                result.annotations_added += 1
-            else:
-                result.annotations_kept.append(str(dataset.annotation_for(name)))
+    folder = str(dataset.images)
+
+    def land(batch: list[Planned]) -> list[tuple[bool | None, bool | None]]:
+        """Each image linked (True) or copied (False), and its VOC file written (True), kept
+        because one was there (False) or none to write (None)."""
+        done = []
+        for item in batch:
+            name, linked, wrote = item.record["file"], None, None
+            if item.image_is_new:
+                target = os.path.join(folder, name)
+                if copy:
+                    atomic.copy_file(item.source, target, durable=False, keep_times=False)
+                    linked = False
+                else:
+                    linked = atomic.link_or_copy(item.source, target, durable=False)
+            if item.annotation is not None:
+                wrote = _write_annotation(dataset, name, item.annotation, durable=False)
+            done.append((linked, wrote))
+        return done
+
+    # a few threads: making a file is a system call that waits now and then (the file system's
+    # journal), and the waits of several threads overlap
+    batches = [planned[i:i + CHECK_BATCH] for i in range(0, len(planned), CHECK_BATCH)]
+    pool = ThreadPoolExecutor(max_workers=4)
+    try:
+        with progress_bars.bar(total=len(planned), desc="import", enabled=progress) as bar:
+            for batch, outcomes in zip(batches, pool.map(land, batches)):
+                for item, (linked, wrote) in zip(batch, outcomes):
+                    result.images_added += linked is not None
+                    result.images_linked += bool(linked)
+                    if wrote:
+                        result.annotations_added += 1
+                    elif wrote is False:
+                        result.annotations_kept.append(str(dataset.annotation_for(item.record["file"])))
+                bar.update(len(batch))
+    except BaseException:
+        pool.shutdown(cancel_futures=True)  # Ctrl-C: stop now, not after every queued batch
+        raise
+    pool.shutdown()
     atomic.sync_tree(dataset.root)  # one sync for every file, before any record names them
     manifest.append_many(dataset, [p.record for p in planned])
     _journal(dataset).unlink()
