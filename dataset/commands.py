@@ -44,7 +44,7 @@ def import_(dataset, args):
     class_map = ClassMap.parse(args.classes, args.drop)
     src = check_source(args.src or args.images, dataset.root)
     source = read_source(src, args.format, args.images, args.annotations)
-    return import_source(dataset, source, class_map, copy=args.copy)
+    return import_source(dataset, source, class_map, link=args.link)
 
 
 def check_import(args):
@@ -121,7 +121,8 @@ COMMANDS = [
         Var("ANNOTATIONS", "the annotation folder, when it is not inside SRC"),
         Var("CLASSES", 'rename classes on the way in: "with_mask=mask,without_mask=no_mask"'),
         Var("DROP", "leave these classes out: face,other"),
-        Var("COPY", "copy every image, even where a hard link (same bytes, no copy) could be made", bool),
+        Var("LINK", "hard-link images instead of copying them (same file system; no bytes copied): fast, but "
+                    "a later in-place write to either file changes both", bool),
     ), data="create", precheck=check_import),
     Command("dedupe", "exact and near duplicates: keep the best copy, quarantine the rest", dedupe, (
         *THRESHOLDS,

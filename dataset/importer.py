@@ -9,10 +9,9 @@ journal, images are copied and VOC files written, the folder is synced once, and
 records are appended in one durable write. A run killed at any point is completed by the next
 import (recover): an image that landed gets its record, nothing is copied twice.
 
-Images are never moved: each is hard-linked into images/ where SRC is on the same file system (a
-second name for the same bytes, made in one step: no byte is copied, and no stage ever writes an
-image in place, so neither name changes the other), else copied; COPY=1 copies always (for a
-source folder that someone will keep editing in place). A VOC file from a VOC source keeps
+Images are copied, never moved. LINK=1 hard-links them instead where SRC is on the same file
+system (a second name for the same bytes, made in one step, no byte copied: much faster, but a
+later in-place write to either file, such as `cp x.jpg DATA/images/`, changes both). A VOC file from a VOC source keeps
 everything it holds, with <folder>, <filename> and <path> pointing at the new place. An annotation already in the
 dataset is never overwritten. Re-importing the same folder adds nothing but what is new: new
 images, and VOC files added to SRC for images imported earlier.
@@ -496,7 +495,7 @@ def recover(dataset: Dataset) -> int:
 
 
 def carry_out(dataset: Dataset, planned: list[Planned], classes_to_write: list[str],
-              result: ImportResult, progress: bool = True, copy: bool = False) -> None:
+              result: ImportResult, progress: bool = True, link: bool = False) -> None:
     dataset.ensure()
     # the journal first, in one durable write: recovery knows what was meant
     atomic.write_text(_journal(dataset), "".join(jsonl.dumps(
@@ -515,11 +514,11 @@ def carry_out(dataset: Dataset, planned: list[Planned], classes_to_write: list[s
             name, linked, wrote = item.record["file"], None, None
             if item.image_is_new:
                 target = os.path.join(folder, name)
-                if copy:
+                if link:
+                    linked = atomic.link_or_copy(item.source, target, durable=False)
+                else:
                     atomic.copy_file(item.source, target, durable=False, keep_times=False)
                     linked = False
-                else:
-                    linked = atomic.link_or_copy(item.source, target, durable=False)
             if item.annotation is not None:
                 wrote = _write_annotation(dataset, name, item.annotation, durable=False)
             done.append((linked, wrote))
@@ -564,7 +563,7 @@ def check_source(src: Path | str, data: Path | str) -> Path:
 
 
 def import_source(dataset: Dataset, source: Source, class_map: ClassMap | None = None,
-                  progress: bool = True, copy: bool = False) -> ImportResult:
+                  progress: bool = True, link: bool = False) -> ImportResult:
     """Import a read source into dataset (the caller holds the lock)."""
     class_map = class_map or ClassMap()
     result = ImportResult(format=source.format, source=str(source.root), orphan_xml=list(source.orphans),
@@ -573,15 +572,15 @@ def import_source(dataset: Dataset, source: Source, class_map: ClassMap | None =
         result.recovered = recover(dataset)
     planned, classes_to_write = plan_import(dataset, source, class_map, result, progress)
     if planned or classes_to_write:
-        carry_out(dataset, planned, classes_to_write, result, progress, copy)
+        carry_out(dataset, planned, classes_to_write, result, progress, link)
     return result
 
 
 def import_folder(dataset: Dataset, src: Path | str, images: Path | str | None = None,
                   annotations: Path | str | None = None, progress: bool = True,
-                  class_map: ClassMap | None = None, copy: bool = False) -> ImportResult:
+                  class_map: ClassMap | None = None, link: bool = False) -> ImportResult:
     """Import a labelImg (VOC) folder."""
     src = check_source(src, dataset.root)
     source = read_voc_folder(Path(src), Path(images) if images else None,
                              Path(annotations) if annotations else None)
-    return import_source(dataset, source, class_map, progress, copy)
+    return import_source(dataset, source, class_map, progress, link)

@@ -217,3 +217,14 @@ def test_bad_input_is_named_and_nothing_is_imported(tmp_path, sample_src, case):
     after = {p.relative_to(base): p.read_bytes() for p in base.rglob("*") if p.is_file() and p.name != ".lock"}
     assert after == before                                        # nothing copied, nothing recorded
     assert not any(dataset.journal.iterdir())
+
+
+def test_images_are_copied_unless_link_is_asked(tmp_path, sample_src):
+    src = coco_source(tmp_path / "src", sample_src)
+    make("import", f"SRC={src}", data=tmp_path / "copied")
+    linked = make("import", f"SRC={src}", "LINK=1", data=tmp_path / "linked")
+    assert "3 images hard-linked (no bytes copied)" in linked.stdout
+    for jpg, _ in _scenes(sample_src):
+        source = (src.parent / "images" / jpg.name).stat()
+        assert (tmp_path / "copied" / "images" / jpg.name).stat().st_ino != source.st_ino
+        assert (tmp_path / "linked" / "images" / jpg.name).stat().st_ino == source.st_ino
