@@ -95,9 +95,8 @@ def annotation_rows(dataset: Dataset, report: Report, skip_difficult: bool = Fal
     return rows, result
 
 
-def validated(dataset: Dataset, include_drafts: bool = False, progress: bool = True) -> Report:
-    """validate's report of the dataset, or an error while it finds errors: every export format
-    (this CSV, and COCO, YOLO and VOC in dataset/formats/) is written from checked files only."""
+def export(dataset: Dataset, skip_difficult: bool = False, include_drafts: bool = False,
+           progress: bool = True, resize: tuple[int, int] | None = None) -> ExportResult:
     report = validate(dataset, include_drafts=include_drafts, progress=progress)
     if report.errors:
         first = "\n  ".join(f.line() for f in report.errors[:5])
@@ -105,12 +104,6 @@ def validated(dataset: Dataset, include_drafts: bool = False, progress: bool = T
             f"{dataset.root}: validate finds {len(report.errors)} errors; export refuses to write "
             f"training data from them. First ones:\n  {first}\nRun `make validate` (FIX=1 fixes the "
             f"safe ones), correct the rest in labelImg, then export again.")
-    return report
-
-
-def export(dataset: Dataset, skip_difficult: bool = False, include_drafts: bool = False,
-           progress: bool = True, resize: tuple[int, int] | None = None) -> ExportResult:
-    report = validated(dataset, include_drafts, progress)
     rows, result = annotation_rows(dataset, report, skip_difficult, resize)
     classes = dataset.classes()
     atomic.write_text(dataset.export / "annotations.csv", csv_text(rows))

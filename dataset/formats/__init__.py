@@ -97,10 +97,11 @@ def export_format(dataset: Dataset, fmt: str, skip_difficult: bool = False, incl
                   progress: bool = True) -> FormatExport:
     """export/<fmt>/ written whole from the validated VOC files (refused while validate finds
     errors), one part per part of export/split.json."""
-    from ..export import validated
+    from ..validate import refuse_errors, validate
     if fmt not in EXPORTS:
         raise MasksetError(f"FORMAT={fmt}: export writes {', '.join(['csv', *EXPORTS])}.")
-    report = validated(dataset, include_drafts, progress)
+    report = validate(dataset, include_drafts=include_drafts, progress=progress)
+    refuse_errors(dataset, report, "export refuses to write training data from them", "export again")
     parts, warnings = common.split_parts(dataset, list(report.annotations))
     result = FormatExport(format=fmt, folder=dataset.export / fmt, pending=len(report.pending),
                           warnings=warnings)
