@@ -24,16 +24,14 @@ THRESHOLDS = (
 
 def sample(_dataset, args):
     from .fixtures.scenes import make_sample
-    from .results import Result
-
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    from .results import Message
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise MasksetError(f"SIZE={args.size}: give WIDTHxHEIGHT, e.g. SIZE=320x240") from None
     paths = make_sample(args.out, args.count, (width, height), args.seed, args.duplicates,
                         annotate=not args.no_annotations)
-
-    class Sample(Result):
-        def summary(self):
-            return f"sample: {len(paths)} images written to {args.out}"
-    return Sample()
+    return Message(f"sample: {len(paths)} images written to {args.out}")
 
 
 def import_(dataset, args):
