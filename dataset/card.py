@@ -156,6 +156,7 @@ class Facts:
     drafts: int
     boxes: dict[str, int]
     negatives: int                          # annotated images with no box
+    exported: bool                          # export/annotations.csv is there (and current)
     parts: dict[str, dict]                  # train/val -> {"images", "negatives", "boxes": {class: n}}
     split: dict                             # split.json's settings (val, seed, thresholds) or {}
     sizes: dict                             # width/height: min, median, max (annotated images)
@@ -206,10 +207,12 @@ def _labelling(dataset: Dataset, report, state: dict) -> tuple[dict, int]:
     how: dict[str, str] = {}
     edited: set[str] = set()
     for session in jsonl.read(dataset.export / "annotate-log.jsonl", strict=False).records:
+        names = {key: [n for n in session.get(key) or [] if isinstance(n, str)]
+                 if isinstance(session.get(key), list) else [] for key in ("annotated", "reviewed_drafts", "edited")}
         for key, label in (("annotated", "hand"), ("reviewed_drafts", "draft")):
-            for name in session.get(key) or []:
+            for name in names[key]:
                 how[name] = label
-        edited.update(session.get("edited") or [])
+        edited.update(names["edited"])
     counts = Counter()
     for name in report.annotations:
         label = how.get(name) or ("import" if state.get(name, {}).get("source_annotation") else "unknown")
@@ -271,6 +274,7 @@ def facts(dataset: Dataset, report, exports: Exports) -> Facts:
         drafts=len(report.drafts),
         boxes={c: report.boxes.get(c, 0) for c in _class_order(classes, report.boxes)},
         negatives=sum(1 for n in per_image if n == 0),
+        exported=exports.rows is not None,
         parts={part: _part_counts(rows) for part, rows in exports.parts.items()},
         split=_split_settings(dataset) if exports.parts else {},
         sizes=sizes, scraped=groups, sites=[(h, int(n)) for h, n in sorted(sites.items(), key=lambda kv: (-kv[1], kv[0]))],
@@ -354,15 +358,17 @@ def render(f: Facts) -> str:
     else:
         out.append("Not split into train and val yet (`make split`).")
     out += ["", f"Not annotated yet, so not in the CSV files: {_n(f.pending, 'image')}"
-            + (f" ({f.drafts} with an unreviewed machine draft, not published)" if f.drafts else "") + ".",
-            f"Boxes per annotated image: {f.box_counts['mean']} on average, at most {f.box_counts['max']}."]
+            + (f" ({f.drafts} with an unreviewed machine draft, not published)" if f.drafts else "") + "."]
+    if f.annotated:
+        out.append(f"Boxes per annotated image: {f.box_counts['mean']} on average, at most {f.box_counts['max']}.")
     if f.sizes.get("width"):
         w, h = f.sizes["width"], f.sizes["height"]
         out.append(f"Image sizes (annotated images), width x height in pixels: median {w['median']} x "
                    f"{h['median']}, widths {w['min']} to {w['max']}, heights {h['min']} to {h['max']}.")
+    csvs = (f"`export/` (keras-retinanet CSV: annotations, classes{', train, val, split.json' if f.parts else ''})"
+            if f.exported else "no CSV files yet (`make export`)")
     out += ["", f"Files: `images/` ({f.images}), `annotations/` (Pascal VOC, one per annotated image, "
-                f"labelImg's format), `export/` (keras-retinanet CSV: annotations, classes"
-                f"{', train, val, split.json' if f.parts else ''}), `ATTRIBUTION.csv` (one row per image).", ""]
+                f"labelImg's format), {csvs}, `ATTRIBUTION.csv` (one row per image).", ""]
 
     out += ["## Collection", "",
             f"Origins: {_n(scraped, 'image')} scraped from Bing Images, {imported} imported from other "
