@@ -282,16 +282,11 @@ class PackageResult(Result):
 def package(dataset: Dataset, out: Path | str | None = None, version: str | None = None,
             progress: bool = True) -> PackageResult:
     """Write the package (see the module docstring). The caller holds the write lock."""
-    from .validate import validate
+    from .validate import refuse_errors, validate
     if version:
         version_of(None, version)  # a bad VERSION= is refused before the long checks
     report = validate(dataset, progress=progress, write_report=False)
-    if report.errors:
-        first = "\n  ".join(f.line() for f in report.errors[:5])
-        raise MasksetError(
-            f"{dataset.root}: validate finds {len(report.errors)} errors; package refuses to publish them. "
-            f"First ones:\n  {first}\nRun `make validate` (FIX=1 fixes the safe ones), correct the rest in "
-            f"labelImg, then `make export split package` again.")
+    refuse_errors(dataset, report, "package refuses to publish them", "`make export split package` again")
     facts, card_text, attribution, exports = cards.build(dataset, report, stage="package", package=True)
     atomic.write_text(dataset.export / cards.CARD, card_text)
     atomic.write_text(dataset.export / cards.ATTRIBUTION, attribution)
