@@ -60,6 +60,7 @@ class Dataset:
     manifest = property(lambda self: self.root / "manifest.jsonl", doc="one record per line, appended")
     quarantine = property(lambda self: self.root / "quarantine", doc="moved here, never deleted")
     export = property(lambda self: self.root / "export", doc="CSVs, split, reports and pages")
+    packages = property(lambda self: self.root / "packages", doc="published archives (make package)")
     cache = property(lambda self: self.root / ".cache", doc="derived data a stage may rebuild (hashes ...)")
     journal = property(lambda self: self.root / ".journal",
                        doc="multi-step changes in flight (import, moves): replayed after a crash")
@@ -104,7 +105,7 @@ class Dataset:
         of the user's). Called whenever a stage takes the write lock. Returns how many."""
         removed = 0
         shallow = (self.root, self.images, self.annotations)
-        deep = (self.export, self.quarantine, self.cache, self.journal)
+        deep = (self.export, self.quarantine, self.cache, self.journal, self.packages)
         for folder, walk in [(f, False) for f in shallow] + [(f, True) for f in deep]:
             if not folder.is_dir() or folder.is_symlink():
                 continue

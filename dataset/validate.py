@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import atomic, boxes, exif, manifest, voc
 from . import progress as progress_bars
+from .errors import MasksetError
 from .images import NotAnImage, inspect
 from .layout import Dataset
 from .results import Result
@@ -216,6 +217,17 @@ def validate(dataset: Dataset, include_drafts: bool = False, progress: bool = Tr
         else:
             log.warning("%s: read-only; export/validate.json not written", dataset.root)
     return report
+
+
+def refuse_errors(dataset: Dataset, report: Report, refusal: str, then: str) -> None:
+    """A MasksetError when validate found errors: `refusal` says what the stage will not do,
+    `then` what to run once they are corrected. Stages that write from annotations call it."""
+    if not report.errors:
+        return
+    first = "\n  ".join(f.line() for f in report.errors[:5])
+    raise MasksetError(
+        f"{dataset.root}: validate finds {len(report.errors)} errors; {refusal}. First ones:\n  {first}\n"
+        f"Run `make validate` (FIX=1 fixes the safe ones), correct the rest in labelImg, then {then}.")
 
 
 def apply_fixes(dataset: Dataset, report: Report) -> list[str]:
