@@ -21,6 +21,10 @@ THRESHOLDS = (
         DEFAULT_DHASH_THRESHOLD),
 )
 
+# split keeps the thresholds its record was drawn with unless they are given
+SPLIT_THRESHOLDS = tuple(Var(v.name, v.help.replace("(default", "(default: the split's own, or"), int)
+                         for v in THRESHOLDS)
+
 
 def sample(_dataset, args):
     from .fixtures.scenes import make_sample
@@ -76,7 +80,9 @@ def export(dataset, args):
 
 def split(dataset, args):
     from .split import make_split
-    return make_split(dataset, args.val, args.seed, args.threshold, dhash_threshold=args.dhash_threshold)
+    return make_split(dataset, args.val, args.seed, args.threshold, progress=not args.quiet,
+                      dhash_threshold=args.dhash_threshold, test=args.test, resplit=args.resplit,
+                      folds=args.folds)
 
 
 def report(dataset, args):
@@ -121,10 +127,17 @@ COMMANDS = [
         Var("INCLUDE_DRAFTS", "export unreviewed prelabel drafts too", bool),
         Var("RESIZE", "MINxMAX: point the CSV at copies pre-resized as training resizes them (800x1333)"),
     )),
-    Command("split", "train/val without near-duplicate leakage", split, (
-        Var("VAL", "share of images for validation (default 0.2)", float, 0.2),
-        Var("SEED", "random seed (default 0)", int, 0),
-        *THRESHOLDS,
+    Command("split", "train/val/test without duplicate leakage, kept stable as the dataset grows", split, (
+        Var("VAL", "share of boxes (per class) and images for validation (default 0.2; a kept split: "
+                   "its own)", float),
+        Var("TEST", "share for the test part (default 0: no test part; a kept split: its own)", float),
+        Var("SEED", "random seed (default 0)", int),
+        Var("RESPLIT", "1: draw train and val again (test stays); test: all three. The old split.json "
+                       "is kept beside. Unset: keep every earlier image where it is, place new ones"),
+        Var("FOLDS", "also write k grouped, stratified cross-validation folds of train+val "
+                     "(export/folds/)", int),
+        *SPLIT_THRESHOLDS,
+        Var("QUIET", "no progress bars", bool),
     )),
     Command("report", "export/report.html and report.json: the dataset at a glance", report, (
         Var("RUNS", "the training runs folder (default runs)", default="runs"),
