@@ -85,6 +85,15 @@ def split(dataset, args):
                       folds=args.folds)
 
 
+def leakcheck(dataset, args):
+    from .leakcheck import run
+    if not args.other:
+        raise MasksetError("nothing to check against: pass OTHER=<folder | CSV | COCO json>, e.g. "
+                           "make leakcheck OTHER=../coco/annotations/instances_val2017.json")
+    return run(dataset, args.other, args.part, args.threshold, args.dhash_threshold, args.other_images,
+               Path(args.out) if args.out else None, progress=not args.quiet)
+
+
 def report(dataset, args):
     from .report_page import write_report
     page, result = write_report(dataset, args.runs, out=Path(args.out) if args.out else None,
@@ -139,6 +148,16 @@ COMMANDS = [
         *SPLIT_THRESHOLDS,
         Var("QUIET", "no progress bars", bool),
     )),
+    Command("leakcheck", "near duplicates between this dataset (or one part) and another image set; "
+                         "exit 1 on any", leakcheck, (
+        Var("OTHER", "the other image set: a folder, a CSV (path,...) or a COCO annotation file (.json)"),
+        Var("PART", "train, val, test or all (default: all of images/)", default="all",
+            choices=("all", "train", "val", "test")),
+        Var("OTHER_IMAGES", "the folder holding a COCO file's images (default: found beside it)"),
+        *THRESHOLDS,
+        Var("OUT", "write leakcheck.html and .json here instead of export/ (for a read-only dataset)"),
+        Var("QUIET", "no progress bars", bool),
+    ), lock="read"),
     Command("report", "export/report.html and report.json: the dataset at a glance", report, (
         Var("RUNS", "the training runs folder (default runs)", default="runs"),
         Var("OUT", "write the report here instead of export/ (for a read-only dataset)"),
