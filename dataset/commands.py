@@ -67,7 +67,7 @@ def restore(dataset, args):
 
 def validate(dataset, args):
     from .validate import fix, validate as run_validate
-    report = run_validate(dataset, include_drafts=args.include_drafts)
+    report = run_validate(dataset, include_drafts=args.include_drafts, recheck=args.recheck)
     if args.fix:
         report = fix(dataset, report, args.include_drafts)
     return report
@@ -130,6 +130,8 @@ COMMANDS = [
     Command("validate", "check every VOC file against its real image", validate, (
         Var("FIX", "apply the safe fixes, keeping originals in quarantine/fixed/", bool),
         Var("INCLUDE_DRAFTS", "validate unreviewed drafts as annotations", bool),
+        Var("RECHECK", "check every file again, decoding every image (unchanged files are otherwise "
+                       "remembered)", bool),
     ), lock=lambda args: "write" if args.fix else "read"),
     Command("export", "keras-retinanet's CSV files (export/annotations.csv, classes.csv)", export, (
         Var("SKIP_DIFFICULT", "leave out objects marked difficult", bool),

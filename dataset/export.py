@@ -31,12 +31,14 @@ class ExportResult(Result):
     pending: int = 0
     drafts: int = 0
     written: list[str] = field(default_factory=list)
+    checked: int = 0   # VOC files validate checked for this export (0: it reused the last validation)
 
     def summary_line(self) -> str:
         per_class = ", ".join(f"{k} {v}" for k, v in sorted(self.boxes.items()))
         return (f"export: {self.images} images ({self.negatives} with no objects), "
                 f"{sum(self.boxes.values())} boxes ({per_class}); {self.pending} pending not exported"
-                + (f", {self.skipped_difficult} difficult boxes skipped" if self.skipped_difficult else ""))
+                + (f", {self.skipped_difficult} difficult boxes skipped" if self.skipped_difficult else "")
+                + f"; validation: {self.checked} VOC files checked, the rest as the last validate found them")
 
     def summary(self) -> str:
         return self.summary_line() + (f"\nwrote {' and '.join(self.written)}" if self.written else "")
@@ -105,6 +107,7 @@ def export(dataset: Dataset, skip_difficult: bool = False, include_drafts: bool 
             f"training data from them. First ones:\n  {first}\nRun `make validate` (FIX=1 fixes the "
             f"safe ones), correct the rest in labelImg, then export again.")
     rows, result = annotation_rows(dataset, report, skip_difficult, resize)
+    result.checked = report.checked
     classes = dataset.classes()
     atomic.write_text(dataset.export / "annotations.csv", csv_text(rows))
     atomic.write_text(dataset.export / "classes.csv", csv_text([name, i] for i, name in enumerate(classes)))

@@ -5,20 +5,29 @@ Images with no VOC file are pending, not errors; machine drafts (`make prelabel`
 pending too unless include_drafts. `FIX=1` applies the safe fixes (correct <size>, clamp boxes
 to the image, drop exact duplicate boxes, clear an EXIF orientation labelImg ignored) and keeps
 each original under quarantine/fixed/.
+
+Incremental: the result of checking a VOC file against its image is remembered in
+.cache/validate-v1.json, keyed by both files' size and mtime, the images its stem names,
+classes.txt and INCLUDE_DRAFTS, and is checked again only when one of them changes. An image is
+decoded once in its life: import and scrape decoded it already and recorded its size, format and
+EXIF orientation (with its byte size and mtime) in the manifest, which stands in for a decode
+while the file is unchanged. RECHECK=1 forgets all that and decodes everything again.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import atomic, boxes, exif, manifest, voc
+from . import atomic, boxes, manifest, voc
 from . import progress as progress_bars
-from .images import NotAnImage, inspect
-from .layout import Dataset
+from .layout import IMAGE_SUFFIXES, Dataset
 from .results import Result
 
 log = logging.getLogger(__name__)
@@ -50,6 +59,8 @@ class Report(Result):
     annotations: dict = field(default_factory=dict)     # image name -> VocAnnotation (annotated)
     fixed: list[str] = field(default_factory=list)      # what FIX=1 did, one line per file
     fix_asked: bool = False
+    checked: int = 0    # VOC files checked this run (the others were unchanged: remembered)
+    decoded: int = 0    # images decoded this run (the others were known)
 
     @property
     def errors(self) -> list[Finding]:
@@ -74,7 +85,8 @@ class Report(Result):
         drafts = f" ({s['drafts']} of them drafts)" if s["drafts"] else ""
         return (f"validate: {s['images']} images, {s['annotated']} annotated ({s['boxes']} boxes: "
                 f"{per_class}), {s['pending']} pending{drafts}; "
-                f"{s['errors']} errors, {s['warnings']} warnings")
+                f"{s['errors']} errors, {s['warnings']} warnings; {self.checked} VOC files checked, "
+                f"{self.decoded} images decoded (the rest unchanged)")
 
     def summary(self, limit: int | None = None) -> str:
         lines = [f"fixed: {line}" for line in self.fixed] or (["fixed: nothing to fix"] if self.fix_asked else [])
@@ -131,8 +143,14 @@ def _check_boxes(rel: str, ann: voc.VocAnnotation, width: int, height: int, clas
     return findings
 
 
-def _check_one(dataset: Dataset, xml: Path, images_by_stem: dict, classes: list[str], include_drafts: bool):
-    """(image name or None, VocAnnotation or None, findings, is_draft) for one VOC file."""
+def _check_one(dataset: Dataset, xml: Path, images_by_stem: dict, classes: list[str], include_drafts: bool,
+               facts_of=None):
+    """(image name or None, VocAnnotation or None, findings, is_draft) for one VOC file.
+    facts_of(image path) -> images.ImageInfo (or images.NotAnImage): a decode, or what is known
+    of it. (Pillow is imported only when a file must be checked: a run over unchanged files
+    needs none of it.)"""
+    from .images import NotAnImage, inspect
+    facts_of = facts_of or inspect
     rel = str(xml.relative_to(dataset.root))
     try:
         ann = voc.parse(xml)
@@ -158,7 +176,7 @@ def _check_one(dataset: Dataset, xml: Path, images_by_stem: dict, classes: list[
                                 f"names {ann.filename!r}, but this file belongs to {image.name} (labelImg "
                                 f"pairs by name). Harmless; labelImg rewrites it on save.", WARNING))
     try:
-        info = inspect(image)
+        info = facts_of(image)
     except NotAnImage as why:
         return image.name, None, findings + [Finding(
             f"images/{image.name}", "image", "image-unreadable",
@@ -183,22 +201,181 @@ def _check_one(dataset: Dataset, xml: Path, images_by_stem: dict, classes: list[
     return image.name, ann, findings, False
 
 
+# -- what is remembered between runs -------------------------------------------------------------
+CACHE_NAME = "validate-v1.json"  # bump when a check changes: older results are then checked again
+
+
+def _listing(folder: Path, suffixes) -> dict[str, tuple[int, int]]:
+    """name -> (size, mtime_ns) of the regular files in folder with one of the suffixes (hidden
+    and temp files skipped): the rules of Dataset.image_files()/annotation_files(), one stat each."""
+    found = {}
+    if not folder.is_dir():
+        return found
+    import os
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or Path(name).suffix.lower() not in suffixes:
+                continue
+            try:
+                if entry.is_file():
+                    stat = entry.stat()
+                    found[name] = (stat.st_size, stat.st_mtime_ns)
+            except OSError:
+                continue
+    return found
+
+
+class Memory:
+    """.cache/validate-v1.json: each VOC file's check, keyed by what it depends on, and each
+    image's facts (size, format, orientation, or why it does not decode) keyed by its size and
+    mtime. Derived data: a damaged or older file is simply rebuilt."""
+
+    def __init__(self, dataset: Dataset, classes: list[str], recheck: bool = False):
+        self.dataset = dataset
+        self.path = dataset.cache / CACHE_NAME
+        self.classes = hashlib.sha256("\n".join(classes).encode("utf-8")).hexdigest()
+        self.entries: dict[str, list] = {}
+        self.images: dict[str, list] = {}
+        self.changed = self.recheck = recheck
+        self._manifest: dict | None = None
+        self._lock = threading.Lock()
+        self.decoded = 0
+        if recheck:
+            return
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if data.get("version") == 1:
+                self.images = data.get("images") or {}
+                if data.get("classes") == self.classes:
+                    self.entries = data.get("entries") or {}
+                else:
+                    self.changed = True  # classes.txt changed: every VOC file is checked again
+        except (OSError, ValueError, AttributeError):
+            self.changed = True
+
+    def facts(self, stats: dict[str, tuple[int, int]]):
+        """facts_of(image path) for _check_one: remembered, else from the manifest's record of
+        the file as import or scrape decoded it, else a decode (remembered from then on)."""
+        def facts_of(path: Path):
+            from .images import ImageInfo, NotAnImage, inspect
+            key = list(stats[path.name])
+            known = self.images.get(path.name)
+            if known and known[:2] == key:
+                if known[2] is None:
+                    raise NotAnImage(known[6])
+                return ImageInfo(*known[2:6])
+            facts = None if self.recheck else self._from_manifest(path.name, key)
+            why = None
+            if facts is None:
+                try:
+                    facts = inspect(path)
+                except NotAnImage as error:
+                    why = str(error)
+                with self._lock:
+                    self.decoded += 1
+            with self._lock:
+                self.images[path.name] = (key + [facts.width, facts.height, facts.format, facts.orientation, None]
+                                          if facts else key + [None, None, None, None, why])
+                self.changed = True
+            if facts is None:
+                raise NotAnImage(why)
+            return facts
+        return facts_of
+
+    def _from_manifest(self, name: str, key: list):
+        with self._lock:
+            if self._manifest is None:
+                try:
+                    self._manifest = manifest.state(self.dataset)
+                except Exception:  # a damaged manifest is report's and import's business: decode instead
+                    self._manifest = {}
+        record = self._manifest.get(name) or {}
+        if [record.get("bytes"), record.get("mtime_ns")] != key:
+            return None  # not recorded, or the file changed since: decode it
+        from .images import ImageInfo
+        try:
+            return ImageInfo(int(record["width"]), int(record["height"]), str(record.get("format") or ""),
+                             int(record.get("exif_orientation") or 1))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def lookup(self, xml_name: str, key: list):
+        hit = self.entries.get(xml_name)
+        return hit[1] if hit and hit[0] == key else None
+
+    def remember(self, xml_name: str, key: list, result: dict) -> None:
+        self.entries[xml_name] = [key, result]
+        self.changed = True
+
+    def save(self, xml_names, image_names) -> None:
+        """Write the cache (only files still in the dataset are kept), if anything changed."""
+        pruned = {k: v for k, v in self.entries.items() if k in xml_names}
+        images = {k: v for k, v in self.images.items() if k in image_names}
+        if not self.changed and len(pruned) == len(self.entries) and len(images) == len(self.images):
+            return
+        if not self.dataset.writable():
+            return
+        atomic.write_text(self.path, json.dumps({"version": 1, "classes": self.classes, "entries": pruned,
+                                                 "images": images}, separators=(",", ":")))
+
+
+def _stored(image_name, ann, findings, is_draft) -> dict:
+    """A check's outcome as JSON: what the report needs of the annotation, and the findings."""
+    return {"image": image_name, "draft": is_draft,
+            "findings": [[f.file, f.field, f.kind, f.message, f.severity, f.fixable] for f in findings],
+            "ann": None if ann is None else [ann.filename, ann.width, ann.height,
+                                             [[o.name, o.xmin, o.ymin, o.xmax, o.ymax, o.difficult] for o in ann.objects]]}
+
+
+def _restored(stored: dict, xml: Path):
+    ann = None
+    if stored["ann"] is not None:
+        filename, width, height, objects = stored["ann"]
+        ann = voc.VocAnnotation(filename, width, height, draft=stored["draft"], source=xml, objects=[
+            voc.VocObject(name, x1, y1, x2, y2, difficult=difficult) for name, x1, y1, x2, y2, difficult in objects])
+    findings = [Finding(*f) for f in stored["findings"]]
+    return stored["image"], ann, findings, stored["draft"]
+
+
 def validate(dataset: Dataset, include_drafts: bool = False, progress: bool = True,
-             write_report: bool = True) -> Report:
+             write_report: bool = True, recheck: bool = False) -> Report:
+    """Check every VOC file against its image; only what changed since the last run is checked
+    again (recheck=True: everything, decoding every image)."""
     dataset.require()
     classes = dataset.classes()
-    images = dataset.image_files()
+    image_stats = _listing(dataset.images, IMAGE_SUFFIXES)
+    xml_stats = _listing(dataset.annotations, (".xml",))
+    images = sorted(image_stats)
     images_by_stem: dict[str, list[Path]] = {}
-    for image in images:
-        images_by_stem.setdefault(image.stem, []).append(image)
+    for name in images:
+        images_by_stem.setdefault(Path(name).stem, []).append(dataset.images / name)
     report = Report(images=len(images))
-    xml_files = dataset.annotation_files()
-    with ThreadPoolExecutor(max_workers=4) as pool:  # Pillow decodes outside the GIL
-        results = list(progress_bars.bar(pool.map(lambda x: _check_one(dataset, x, images_by_stem, classes,
-                                                                       include_drafts), xml_files),
-                                         total=len(xml_files), desc="validate", unit="file", enabled=progress))
+    memory = Memory(dataset, classes, recheck)
+    facts_of = memory.facts(image_stats)
+    results, todo = [], []
+    for name in sorted(xml_stats):
+        stem = Path(name).stem
+        key = [*xml_stats[name], [[p.name, *image_stats[p.name]] for p in images_by_stem.get(stem, [])],
+               include_drafts]
+        hit = memory.lookup(name, key)
+        if hit is not None:
+            results.append((name, _restored(hit, dataset.annotations / name)))
+        else:
+            todo.append((name, key))
+
+    def check(item):
+        name, key = item
+        outcome = _check_one(dataset, dataset.annotations / name, images_by_stem, classes, include_drafts, facts_of)
+        memory.remember(name, key, _stored(*outcome))
+        return name, outcome
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # lxml and Pillow work outside the GIL
+        results += progress_bars.bar(pool.map(check, todo), total=len(todo), desc="validate", unit="file",
+                                     enabled=progress and bool(todo))
+    results.sort(key=lambda r: r[0])
     covered = set()
-    for image_name, ann, findings, is_draft in results:
+    for _, (image_name, ann, findings, is_draft) in results:
         report.findings += findings
         if image_name is None:
             continue
@@ -209,7 +386,9 @@ def validate(dataset: Dataset, include_drafts: bool = False, progress: bool = Tr
             report.annotated.append(image_name)
             report.annotations[image_name] = ann
             report.boxes.update(o.name for o in ann.objects)
-    report.pending = sorted(p.name for p in images if p.name not in covered) + sorted(report.drafts)
+    report.pending = sorted(n for n in images if n not in covered) + sorted(report.drafts)
+    report.checked, report.decoded = len(todo), memory.decoded
+    memory.save(set(xml_stats), set(image_stats))
     if write_report:
         if dataset.writable():
             atomic.write_json(dataset.export / "validate.json", report.to_json())
@@ -233,8 +412,10 @@ def apply_fixes(dataset: Dataset, report: Report) -> list[str]:
     for rel, kinds in sorted(by_file.items()):
         path = dataset.inside(rel, "file to fix")
         if rel.startswith("images/"):
+            from . import exif
             image_name, fixed = path.name, exif.clear_orientation(path.read_bytes())
         else:
+            from .images import inspect
             image_name = image_of_xml[rel]
             info = inspect(dataset.images / image_name, decode=False)
             fixed = _fixed_xml(path, info.width, info.height)
@@ -254,7 +435,7 @@ def fix(dataset: Dataset, report: Report, include_drafts: bool = False) -> Repor
     """Apply the report's safe fixes, then validate again: the new report, saying what was done."""
     done = apply_fixes(dataset, report) if any(f.fixable for f in report.findings) else []
     if done:
-        report = validate(dataset, include_drafts=include_drafts, progress=False)
+        report = validate(dataset, include_drafts=include_drafts, progress=False)  # the fixed files only
     report.fixed, report.fix_asked = done, True
     return report
 
