@@ -10,20 +10,23 @@ from pathlib import Path
 
 from .cli import Command, Var
 from .errors import MasksetError
-from .neighbours import DEFAULT_DHASH_THRESHOLD, DEFAULT_THRESHOLD
+
+
+def _defaults() -> tuple[int, int]:
+    """The duplicate finder's thresholds (dataset.neighbours: imported only when needed)."""
+    from .neighbours import DEFAULT_DHASH_THRESHOLD, DEFAULT_THRESHOLD
+    return DEFAULT_THRESHOLD, DEFAULT_DHASH_THRESHOLD
+
 
 THRESHOLDS = (
-    Var("THRESHOLD", f"pHash Hamming distance (of 64 bits) at or below which two images are near "
-                     f"duplicates (default {DEFAULT_THRESHOLD}; 0 = identical-looking only)",
-        int, DEFAULT_THRESHOLD),
-    Var("DHASH_THRESHOLD", f"... and their dHashes within this many bits (of 128): the second opinion "
-                           f"(default {DEFAULT_DHASH_THRESHOLD}; 128 = pHash alone)", int,
-        DEFAULT_DHASH_THRESHOLD),
+    Var("THRESHOLD", lambda: f"pHash Hamming distance (of 64 bits) at or below which two images are near "
+                             f"duplicates (default {_defaults()[0]}; 0 = identical-looking only)", int),
+    Var("DHASH_THRESHOLD", lambda: f"... and their dHashes within this many bits (of 128): the second opinion "
+                                   f"(default {_defaults()[1]}; 128 = pHash alone)", int),
 )
-
 # split keeps the thresholds its record was drawn with unless they are given
-SPLIT_THRESHOLDS = tuple(Var(v.name, v.help.replace("(default", "(default: the split's own, or"), int)
-                         for v in THRESHOLDS)
+SPLIT_THRESHOLDS = tuple(Var(v.name, lambda v=v: v.help().replace("(default", "(default: the split's own, or"),
+                             int) for v in THRESHOLDS)
 
 
 def sample(_dataset, args):
@@ -56,8 +59,10 @@ def check_import(args):
 
 def dedupe(dataset, args):
     from .dedupe import dedupe as run_dedupe
-    return run_dedupe(dataset, args.threshold, args.dry_run, progress=not args.quiet,
-                      dhash_threshold=args.dhash_threshold)
+    threshold, dhash_threshold = _defaults()
+    return run_dedupe(dataset, threshold if args.threshold is None else args.threshold, args.dry_run,
+                      progress=not args.quiet,
+                      dhash_threshold=dhash_threshold if args.dhash_threshold is None else args.dhash_threshold)
 
 
 def restore(dataset, args):

@@ -12,8 +12,6 @@ import io
 from collections import Counter
 from dataclasses import dataclass, field
 
-from PIL import Image
-
 from . import atomic, boxes
 from . import progress as progress_bars
 from .errors import MasksetError
@@ -55,6 +53,7 @@ def resized_copy(dataset: Dataset, image_name: str, sides: tuple[int, int]) -> t
     keras-retinanet's resize (shorter side to min, longer side at most max) a copy scaled that
     way is written once under export/resized/<min>x<max>/, so training skips decoding and
     shrinking a large photo at every step; otherwise the image itself, at scale 1."""
+    from PIL import Image
     source = dataset.images / image_name
     with Image.open(source) as image:
         width, height = image.size
@@ -78,10 +77,10 @@ def annotation_rows(dataset: Dataset, report: Report, skip_difficult: bool = Fal
     resize=(min_side, max_side): point the rows at pre-resized copies, boxes scaled to match."""
     result = ExportResult(pending=len(report.pending), drafts=len(report.drafts))
     rows = []
+    folder = f"../{dataset.images.name}/"
     for image_name in progress_bars.bar(sorted(report.annotations), desc="export", enabled=bool(resize)):
         ann = report.annotations[image_name]
-        path, scale = resized_copy(dataset, image_name, resize) if resize else \
-            (f"../{dataset.images.name}/{image_name}", 1.0)
+        path, scale = resized_copy(dataset, image_name, resize) if resize else (folder + image_name, 1.0)
         objects = [o for o in ann.objects if not (skip_difficult and o.difficult)]
         result.skipped_difficult += len(ann.objects) - len(objects)
         if ann.objects and not objects:

@@ -26,7 +26,7 @@ from . import atomic, hashcache, hashing, html, images, neighbours, voc
 from .errors import MasksetError
 from .layout import IMAGE_SUFFIXES, Dataset
 from .results import Result
-from .split import PARTS, find_pairs, read_record
+from .split import PARTS, find_duplicates, read_record
 
 log = logging.getLogger(__name__)
 
@@ -218,14 +218,17 @@ def leakcheck(dataset: Dataset, other: Path | str, part: str = "all", threshold:
     for path, (fp, sha) in their_records.items():
         fingerprints[THEIRS + str(path)] = fp
         digests[THEIRS + str(path)] = sha
-    pairs = []
-    for a, b, distance in find_pairs(fingerprints, digests, threshold, dhash_threshold, flip, progress):
-        if a.startswith(OURS) == b.startswith(OURS):
-            continue  # both ours, or both theirs: dedupe's business, not a leak
-        mine, other_key = (a, b) if a.startswith(OURS) else (b, a)
-        image, other_path = mine[len(OURS):], other_key[len(THEIRS):]
-        pairs.append({"image": image, "part": parts[image], "other": other_path, "distance": int(distance),
-                      "exact": digests[a] == digests[b]})
+    duplicates = find_duplicates(fingerprints, threshold, dhash_threshold, flip, progress)
+    ours_in = {c: [k[len(OURS):] for k in members if k.startswith(OURS)] for c, members in duplicates.clumps.items()}
+    theirs_in = {c: [k[len(THEIRS):] for k in members if k.startswith(THEIRS)]
+                 for c, members in duplicates.clumps.items()}
+    # pairs of one of ours and one of theirs (pairs within either set are dedupe's business)
+    found = [(image, path, 0) for c in duplicates.clumps for image in ours_in[c] for path in theirs_in[c]]
+    for a, b, distance in duplicates.near:
+        found += [(image, path, distance) for x, y in ((a, b), (b, a))
+                  for image in ours_in[x] for path in theirs_in[y]]
+    pairs = [{"image": image, "part": parts[image], "other": path, "distance": int(distance),
+              "exact": digests[OURS + image] == digests[THEIRS + path]} for image, path, distance in found]
     pairs.sort(key=lambda p: (p["distance"], p["image"], p["other"]))
     return LeakResult(str(other), kind, part, len(names), len(their_records), pairs, unreadable,
                       threshold, dhash_threshold, round(time.monotonic() - started, 2))

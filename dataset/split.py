@@ -51,19 +51,66 @@ TRAINVAL, ALL = "trainval", "all"   # what RESPLIT= redraws
 
 
 # -- the duplicate finder: dedupe's, for split and leakcheck ------------------------------------------
-def find_pairs(fingerprints: dict, digests: dict, threshold: int, dhash_threshold: int,
-               flip: bool | None = None, progress: bool = False) -> list[tuple]:
-    """[(key_a, key_b, distance)]: every near-duplicate pair (neighbours.similar_pairs) and every
-    pair of identical files (same sha256), as `make dedupe` groups them. flip: whether a mirrored
-    copy counts as a duplicate; None leaves it to the finder's default (issue 14 adds it there)."""
+@dataclass
+class Duplicates:
+    """Who duplicates whom, as `make dedupe` decides it (same bytes, or pHash and dHash within its
+    thresholds), kept compact: files with one fingerprint (same bytes always have one) form a
+    clump, searched once; `near` holds the near-duplicate pairs between clumps. A dataset of
+    many exact copies (a scrape before dedupe, a replicated benchmark) then costs what its
+    distinct pictures cost, not the square of its copies."""
+    clumps: dict[str, list[str]]       # first key -> every key with that fingerprint (sorted)
+    near: list[tuple[str, str, int]]   # (clump, clump, pHash distance), clump keys sorted
+
+    def groups(self) -> list[list[str]]:
+        """Union-find over the clumps, expanded: every key in exactly one group, sorted."""
+        joined = neighbours.groups(sorted(self.clumps), self.near)
+        return sorted(sorted(k for clump in group for k in self.clumps[clump]) for group in joined)
+
+    def count(self, keep=None) -> int:
+        """How many duplicate pairs (among the keys `keep` accepts)."""
+        sizes = {c: sum(1 for k in members if keep is None or keep(k)) for c, members in self.clumps.items()}
+        return sum(n * (n - 1) // 2 for n in sizes.values()) + sum(sizes[a] * sizes[b] for a, b, _ in self.near)
+
+    def across(self, label: dict) -> int:
+        """How many duplicate pairs of labelled keys have two different labels (a pair across a
+        boundary when `label` maps each key to its part)."""
+        tallies = {c: Counter(label[k] for k in members if k in label) for c, members in self.clumps.items()}
+        total = 0
+        for tally in tallies.values():
+            n = sum(tally.values())
+            total += n * (n - 1) // 2 - sum(v * (v - 1) // 2 for v in tally.values())
+        for a, b, _ in self.near:
+            ta, tb = tallies[a], tallies[b]
+            total += sum(ta.values()) * sum(tb.values()) - sum(v * tb.get(p, 0) for p, v in ta.items())
+        return total
+
+    def pairs(self, keep=None):
+        """Every duplicate pair (a, b, distance) with a < b, expanded (for the few callers that
+        need them one by one: keep restricts it to keys it accepts)."""
+        for members in self.clumps.values():
+            kept = [k for k in members if keep is None or keep(k)]
+            for i, a in enumerate(kept):
+                for b in kept[i + 1:]:
+                    yield a, b, 0
+        for a, b, distance in self.near:
+            for x in (k for k in self.clumps[a] if keep is None or keep(k)):
+                for y in (k for k in self.clumps[b] if keep is None or keep(k)):
+                    yield (x, y, distance) if x < y else (y, x, distance)
+
+
+def find_duplicates(fingerprints: dict, threshold: int, dhash_threshold: int, flip: bool | None = None,
+                    progress: bool = False) -> Duplicates:
+    """The duplicates among `fingerprints` (key -> hashing.Fingerprint): the finder of `make
+    dedupe` (neighbours.similar_pairs), run once per distinct fingerprint. flip: whether a
+    mirrored copy counts as a duplicate; None leaves it to the finder's default (issue 14 adds
+    it there)."""
+    clumps: dict = {}
+    for key in sorted(fingerprints):
+        clumps.setdefault(fingerprints[key], []).append(key)
+    firsts = {members[0]: fingerprint for fingerprint, members in clumps.items()}
     options = {} if flip is None else {"flip": flip}
-    found: dict[tuple, int] = {}
-    for a, b, distance in (neighbours.similar_pairs(fingerprints, threshold, dhash_threshold,
-                                                    progress=progress, **options)
-                           + neighbours.same_bytes_pairs(digests)):
-        key = (a, b) if a < b else (b, a)
-        found[key] = min(distance, found.get(key, distance))
-    return [(a, b, d) for (a, b), d in sorted(found.items())]
+    near = neighbours.similar_pairs(firsts, threshold, dhash_threshold, progress=progress, **options)
+    return Duplicates({members[0]: members for members in clumps.values()}, near)
 
 
 def parse_resplit(text) -> str | None:
@@ -365,8 +412,8 @@ def split(dataset: Dataset, val: float | None = None, seed: int | None = None, t
     records = hashcache.image_records(dataset, files=images, progress=progress, counts=counted)
     fingerprints = {n: fp for n, (fp, _) in records.items()}
     sha = {n: s for n, (_, s) in records.items()}
-    pairs = find_pairs(fingerprints, sha, settings["threshold"], settings["dhash_threshold"], flip, progress)
-    groups = neighbours.groups(images, pairs)
+    duplicates = find_duplicates(fingerprints, settings["threshold"], settings["dhash_threshold"], flip, progress)
+    groups = duplicates.groups()
 
     known = dict(previous.get("departed") or {}) if previous else {}
     known.update(previous["parts"] if previous else {})
@@ -376,7 +423,7 @@ def split(dataset: Dataset, val: float | None = None, seed: int | None = None, t
         fixed = {n: "test" for n in images if known.get(n) == "test"}
     else:
         fixed = {n: known[n] for n in images if n in known}
-    held_out = _conflicts(fixed, pairs)  # earlier images that have become duplicates across parts
+    held_out = _conflicts(fixed, duplicates)  # earlier images that have become duplicates across parts
     draw_test = previous is None or resplit == ALL   # new images may go to test only in a new draw
     open_parts = ("train", "val", "test") if draw_test and settings["test"] > 0 else ("train", "val")
 
@@ -423,11 +470,11 @@ def split(dataset: Dataset, val: float | None = None, seed: int | None = None, t
         counts[part] = {"images": len(members), "boxes": dict(sorted(boxes.items()))}
     naive = random_parts([n for n in images if n not in held_out], settings["val"], settings["test"],
                          settings["seed"])
-    random_cross = sum(naive.get(a) != naive.get(b) for a, b, _ in pairs if a in naive and b in naive)
+    random_cross = duplicates.across(naive)
     mode = "new" if previous is None else {None: "kept", TRAINVAL: TRAINVAL, ALL: ALL}[resplit]
     result = SplitResult(
         assignment={path: parts[name] for path, name in sorted(names.items()) if name in parts},
-        groups=sum(len(g) > 1 for g in groups), pairs=len(pairs), random_cross_pairs=random_cross,
+        groups=sum(len(g) > 1 for g in groups), pairs=duplicates.count(), random_cross_pairs=random_cross,
         counts=counts, threshold=settings["threshold"], dhash_threshold=settings["dhash_threshold"],
         val=settings["val"], test=settings["test"], seed=settings["seed"], mode=mode, held_out=held_out,
         hashed=counted.get("hashed", 0))
@@ -452,12 +499,14 @@ def split(dataset: Dataset, val: float | None = None, seed: int | None = None, t
 KEEP_FIRST = ("test", "train", "val")  # which part keeps a group of earlier images that now conflict
 
 
-def _conflicts(fixed: dict[str, str], pairs: list[tuple]) -> dict[str, str]:
+def _conflicts(fixed: dict[str, str], duplicates: Duplicates) -> dict[str, str]:
     """Earlier images that now pair with an earlier image of another part (its bytes changed, or a
     returning image duplicates one placed meanwhile): each such group stays in one part (test
     first, then train: the benchmark and the training data change least) and the others are held
     out, removed from `fixed`, so that no pair straddles a boundary. {image: why}."""
-    crossing = [(a, b) for a, b, _ in pairs if a in fixed and b in fixed and fixed[a] != fixed[b]]
+    crossing = []
+    if duplicates.across(fixed):  # rarely: only then are the fixed images' pairs gone through
+        crossing = [(a, b) for a, b, _ in duplicates.pairs(keep=fixed.__contains__) if fixed[a] != fixed[b]]
     held = {}
     for group in neighbours.groups([], crossing):
         keep = next(p for p in KEEP_FIRST if any(fixed[n] == p for n in group))

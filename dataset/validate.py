@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -203,6 +204,7 @@ def _check_one(dataset: Dataset, xml: Path, images_by_stem: dict, classes: list[
 
 # -- what is remembered between runs -------------------------------------------------------------
 CACHE_NAME = "validate-v1.json"  # bump when a check changes: older results are then checked again
+VERSION = 2                      # of the file's layout
 
 
 def _listing(folder: Path, suffixes) -> dict[str, tuple[int, int]]:
@@ -211,11 +213,10 @@ def _listing(folder: Path, suffixes) -> dict[str, tuple[int, int]]:
     found = {}
     if not folder.is_dir():
         return found
-    import os
     with os.scandir(folder) as entries:
         for entry in entries:
             name = entry.name
-            if name.startswith(".") or Path(name).suffix.lower() not in suffixes:
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in suffixes:
                 continue
             try:
                 if entry.is_file():
@@ -245,7 +246,7 @@ class Memory:
             return
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            if data.get("version") == 1:
+            if data.get("version") == VERSION:
                 self.images = data.get("images") or {}
                 if data.get("classes") == self.classes:
                     self.entries = data.get("entries") or {}
@@ -316,26 +317,34 @@ class Memory:
             return
         if not self.dataset.writable():
             return
-        atomic.write_text(self.path, json.dumps({"version": 1, "classes": self.classes, "entries": pruned,
+        atomic.write_text(self.path, json.dumps({"version": VERSION, "classes": self.classes, "entries": pruned,
                                                  "images": images}, separators=(",", ":")))
 
 
-def _stored(image_name, ann, findings, is_draft) -> dict:
-    """A check's outcome as JSON: what the report needs of the annotation, and the findings."""
-    return {"image": image_name, "draft": is_draft,
-            "findings": [[f.file, f.field, f.kind, f.message, f.severity, f.fixable] for f in findings],
-            "ann": None if ann is None else [ann.filename, ann.width, ann.height,
-                                             [[o.name, o.xmin, o.ymin, o.xmax, o.ymax, o.difficult] for o in ann.objects]]}
+def _number(value: float):
+    return int(value) if float(value).is_integer() else value  # 12 rather than 12.0: a smaller cache
 
 
-def _restored(stored: dict, xml: Path):
+def _stored(image_name, ann, findings, is_draft) -> list:
+    """A check's outcome as JSON, flat (the cache is read whole on every run): the image, whether
+    it is a draft, the findings, and what the report needs of the annotation."""
+    stored = [image_name, is_draft, [[f.file, f.field, f.kind, f.message, f.severity, f.fixable] for f in findings]]
+    if ann is not None:
+        stored += [ann.filename, ann.width, ann.height,
+                   [[o.name, _number(o.xmin), _number(o.ymin), _number(o.xmax), _number(o.ymax), o.difficult]
+                    for o in ann.objects]]
+    return stored
+
+
+def _restored(stored: list, folder: Path, name: str):
+    image_name, is_draft, findings = stored[:3]
     ann = None
-    if stored["ann"] is not None:
-        filename, width, height, objects = stored["ann"]
-        ann = voc.VocAnnotation(filename, width, height, draft=stored["draft"], source=xml, objects=[
-            voc.VocObject(name, x1, y1, x2, y2, difficult=difficult) for name, x1, y1, x2, y2, difficult in objects])
-    findings = [Finding(*f) for f in stored["findings"]]
-    return stored["image"], ann, findings, stored["draft"]
+    if len(stored) > 3:
+        filename, width, height, objects = stored[3:]
+        VocObject = voc.VocObject
+        ann = voc.VocAnnotation(filename, width, height, draft=is_draft, source=folder / name, objects=[
+            VocObject(label, x1, y1, x2, y2, difficult) for label, x1, y1, x2, y2, difficult in objects])
+    return image_name, ann, [Finding(*f) for f in findings] if findings else [], is_draft
 
 
 def validate(dataset: Dataset, include_drafts: bool = False, progress: bool = True,
@@ -344,29 +353,34 @@ def validate(dataset: Dataset, include_drafts: bool = False, progress: bool = Tr
     again (recheck=True: everything, decoding every image)."""
     dataset.require()
     classes = dataset.classes()
-    image_stats = _listing(dataset.images, IMAGE_SUFFIXES)
-    xml_stats = _listing(dataset.annotations, (".xml",))
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two folders' stat calls at once
+        listed = pool.submit(_listing, dataset.images, IMAGE_SUFFIXES)
+        xml_stats = _listing(dataset.annotations, (".xml",))
+        image_stats = listed.result()
     images = sorted(image_stats)
-    images_by_stem: dict[str, list[Path]] = {}
+    names_by_stem: dict[str, list[str]] = {}
     for name in images:
-        images_by_stem.setdefault(Path(name).stem, []).append(dataset.images / name)
+        names_by_stem.setdefault(os.path.splitext(name)[0], []).append(name)
     report = Report(images=len(images))
     memory = Memory(dataset, classes, recheck)
     facts_of = memory.facts(image_stats)
     results, todo = [], []
+    annotations = dataset.annotations
     for name in sorted(xml_stats):
-        stem = Path(name).stem
-        key = [*xml_stats[name], [[p.name, *image_stats[p.name]] for p in images_by_stem.get(stem, [])],
-               include_drafts]
+        stem = os.path.splitext(name)[0]
+        key = [*xml_stats[name], [[n, *image_stats[n]] for n in names_by_stem.get(stem, [])], include_drafts]
         hit = memory.lookup(name, key)
         if hit is not None:
-            results.append((name, _restored(hit, dataset.annotations / name)))
+            results.append((name, _restored(hit, annotations, name)))
         else:
             todo.append((name, key))
+    images_by_stem = {os.path.splitext(name)[0]: [dataset.images / n for n in
+                                                  names_by_stem.get(os.path.splitext(name)[0], [])]
+                      for name, _ in todo}
 
     def check(item):
         name, key = item
-        outcome = _check_one(dataset, dataset.annotations / name, images_by_stem, classes, include_drafts, facts_of)
+        outcome = _check_one(dataset, annotations / name, images_by_stem, classes, include_drafts, facts_of)
         memory.remember(name, key, _stored(*outcome))
         return name, outcome
 
