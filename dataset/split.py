@@ -27,9 +27,10 @@ import csv
 import hashlib
 import json
 import logging
+import os
 import random
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -384,10 +385,6 @@ class _Plan:
     folds: dict[str, int]
 
 
-def _boxes(rows) -> Counter:
-    return Counter(r[5] for r in rows if r[5])
-
-
 def split(dataset: Dataset, val: float | None = None, seed: int | None = None, threshold: int | None = None,
           progress: bool = True, dhash_threshold: int | None = None, test: float | None = None,
           resplit: str | None = None, folds: int | None = None, flip: bool | None = None) -> _Plan:
@@ -397,17 +394,22 @@ def split(dataset: Dataset, val: float | None = None, seed: int | None = None, t
     settings = _settings(dataset.export / RECORD, previous, resplit, val, test, seed, threshold, dhash_threshold)
     if folds is not None and not 2 <= folds <= 50:
         raise MasksetError(f"FOLDS={folds}: give the number of cross-validation folds, from 2 to 50 (e.g. FOLDS=5).")
-    rows = read_annotations(dataset.export / "annotations.csv")
-    by_image: dict[str, list[list[str]]] = defaultdict(list)
-    names: dict[str, str] = {}
+    export = dataset.export
+    rows = read_annotations(export / "annotations.csv")
+    names: dict[str, str] = {}              # CSV path -> image name
+    box_counts: dict[str, Counter] = {}     # image name -> its boxes per class
     for row in rows:
-        name = names.setdefault(row[0], Path(row[0]).name)
-        by_image[name].append(row)
-    missing = [p for p in names if not (dataset.export / p).exists()]
+        name = names.get(row[0])
+        if name is None:
+            name = names[row[0]] = os.path.basename(row[0])
+            box_counts[name] = Counter()
+        if row[5]:
+            box_counts[name][row[5]] += 1
+    missing = [p for p in names if not os.path.exists(os.path.join(export, p))]
     if missing:
         raise MasksetError(f"{dataset.export / 'annotations.csv'}: {missing[0]} does not exist "
                            f"({len(missing)} such). Re-run `make export`.")
-    images = sorted(by_image)
+    images = sorted(box_counts)
     counted: dict = {}
     records = hashcache.image_records(dataset, files=images, progress=progress, counts=counted)
     fingerprints = {n: fp for n, (fp, _) in records.items()}
@@ -449,25 +451,27 @@ def split(dataset: Dataset, val: float | None = None, seed: int | None = None, t
             parts.update({n: next(iter(where)) for n in newcomers})
     movable = [g for g in movable if g]
 
-    classes = sorted({c for rows_ in by_image.values() for c in _boxes(rows_)})
+    classes = sorted({c for boxes in box_counts.values() for c in boxes})
 
     def vector(members):
-        boxes = sum((_boxes(by_image[n]) for n in members), Counter())
-        return [float(boxes.get(c, 0)) for c in classes] + [float(len(members))]
+        total = [0.0] * len(classes) + [float(len(members))]
+        for n in members:
+            for j, c in enumerate(classes):
+                total[j] += box_counts[n].get(c, 0)
+        return total
 
-    base = {p: [0.0] * (len(classes) + 1) for p in PARTS}
-    for n, p in parts.items():
-        base[p] = [a + b for a, b in zip(base[p], vector([n]))]
+    base = {p: vector([n for n, q in parts.items() if q == p]) for p in PARTS}
     shares = {"val": settings["val"], **({"test": settings["test"]} if "test" in open_parts else {})}
     placed = balance([vector(g) for g in movable], [open_parts] * len(movable), base, shares, settings["seed"])
     for group, part in zip(movable, placed):
         parts.update({n: part for n in group})
 
-    counts = {}
+    counts = {part: {"images": 0, "boxes": Counter()} for part in PARTS}
+    for n, part in parts.items():
+        counts[part]["images"] += 1
+        counts[part]["boxes"].update(box_counts[n])
     for part in PARTS:
-        members = [n for n in images if parts.get(n) == part]
-        boxes = sum((_boxes(by_image[n]) for n in members), Counter())
-        counts[part] = {"images": len(members), "boxes": dict(sorted(boxes.items()))}
+        counts[part]["boxes"] = dict(sorted(counts[part]["boxes"].items()))
     naive = random_parts([n for n in images if n not in held_out], settings["val"], settings["test"],
                          settings["seed"])
     random_cross = duplicates.across(naive)
@@ -478,7 +482,7 @@ def split(dataset: Dataset, val: float | None = None, seed: int | None = None, t
         counts=counts, threshold=settings["threshold"], dhash_threshold=settings["dhash_threshold"],
         val=settings["val"], test=settings["test"], seed=settings["seed"], mode=mode, held_out=held_out,
         hashed=counted.get("hashed", 0))
-    departed = {n: p for n, p in known.items() if n not in by_image
+    departed = {n: p for n, p in known.items() if n not in box_counts
                 and (resplit is None or (resplit == TRAINVAL and p == "test"))}
     if previous is not None:
         result.drift = _drift(previous, counts, parts, known, images, departed)
@@ -492,7 +496,7 @@ def split(dataset: Dataset, val: float | None = None, seed: int | None = None, t
                                    f"Annotate more (distinct) images, then split again.")
     fold_of = {}
     if folds:
-        fold_of, result.folds = _folds(by_image, parts, groups, classes, folds, settings["seed"], vector)
+        fold_of, result.folds = _folds(box_counts, parts, groups, classes, folds, settings["seed"], vector)
     return _Plan(result, rows, names, parts, sha, groups, departed, fold_of)
 
 
@@ -547,7 +551,7 @@ def _drift(previous: dict, counts: dict, parts: dict, known: dict, images: list[
             "shares": shares, "departed_remembered": len(departed)}
 
 
-def _folds(by_image, parts, groups, classes, k, seed, vector):
+def _folds(box_counts, parts, groups, classes, k, seed, vector):
     """Grouped, stratified k folds of the train+val images: every duplicate group in one fold,
     each class's boxes spread evenly."""
     pool = [g for g in ([n for n in group if parts.get(n) in ("train", "val")] for group in groups) if g]
@@ -555,11 +559,12 @@ def _folds(by_image, parts, groups, classes, k, seed, vector):
     base = {n: [0.0] * (len(classes) + 1) for n in names}
     placed = balance([vector(g) for g in pool], [names] * len(pool), base, {n: 1.0 / k for n in names}, seed)
     fold_of = {n: int(fold.split("-")[1]) for group, fold in zip(pool, placed) for n in group}
-    counts = {}
-    for number in range(1, k + 1):
-        members = [n for n, f in fold_of.items() if f == number]
-        boxes = sum((_boxes(by_image[n]) for n in members), Counter())
-        counts[f"fold-{number}"] = {"images": len(members), "boxes": dict(sorted(boxes.items()))}
+    counts = {f"fold-{number}": {"images": 0, "boxes": Counter()} for number in range(1, k + 1)}
+    for n, number in fold_of.items():
+        counts[f"fold-{number}"]["images"] += 1
+        counts[f"fold-{number}"]["boxes"].update(box_counts[n])
+    for fold in counts.values():
+        fold["boxes"] = dict(sorted(fold["boxes"].items()))
     return fold_of, {"k": k, "counts": counts}
 
 
