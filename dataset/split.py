@@ -174,6 +174,12 @@ class SplitResult(Result):
                          f"reasons in split.json)")
         if self.drift:
             lines.append(drift_line(self.drift))
+            shares = [after for after_before in self.drift["shares"].get("test", {}).values()
+                      for after in after_before[1:] if after is not None]
+            if self.test and shares and min(shares) < 0.75 * self.test:
+                lines.append(f"test now holds {min(shares):.1%} of a class's boxes (asked {self.test:.0%}): new "
+                             f"images go to train and val only. RESPLIT=test draws the test part again (then "
+                             f"train again: earlier figures are not comparable with later ones).")
         lines.append(f"leakage prevented: {self.pairs} duplicate pairs in {self.groups} groups kept "
                      f"in one part; a plain random split would have put {self.random_cross_pairs} "
                      f"pairs across the parts")
