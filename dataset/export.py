@@ -12,7 +12,7 @@ import io
 from collections import Counter
 from dataclasses import dataclass, field
 
-from . import atomic, boxes
+from . import atomic, boxes, memo
 from . import progress as progress_bars
 from .errors import MasksetError
 from .layout import Dataset
@@ -30,6 +30,7 @@ class ExportResult(Result):
     drafts: int = 0
     written: list[str] = field(default_factory=list)
     checked: int = 0   # VOC files validate checked for this export (0: it reused the last validation)
+    unchanged: bool = False  # nothing changed since the last export: its files stand as they are
 
     def summary_line(self) -> str:
         per_class = ", ".join(f"{k} {v}" for k, v in sorted(self.boxes.items()))
@@ -39,6 +40,8 @@ class ExportResult(Result):
                 + f"; validation: {self.checked} VOC files checked, the rest as the last validate found them")
 
     def summary(self) -> str:
+        if self.unchanged:
+            return self.summary_line() + "\nnothing changed since the last export: its CSV files are up to date"
         return self.summary_line() + (f"\nwrote {' and '.join(self.written)}" if self.written else "")
 
 
@@ -105,12 +108,23 @@ def export(dataset: Dataset, skip_difficult: bool = False, include_drafts: bool 
             f"{dataset.root}: validate finds {len(report.errors)} errors; export refuses to write "
             f"training data from them. First ones:\n  {first}\nRun `make validate` (FIX=1 fixes the "
             f"safe ones), correct the rest in labelImg, then export again.")
+    classes = dataset.classes()
+    # the same validated files, classes and options as the last export, whose files are untouched:
+    # nothing to write (with RESIZE= the copies are files too: always written)
+    inputs = {"validation": report.signature, "classes": classes, "skip_difficult": skip_difficult,
+              "include_drafts": include_drafts}
+    done = None if resize else memo.previous(dataset, "export", inputs)
+    if done is not None:
+        return ExportResult(**{**done, "boxes": Counter(done["boxes"]), "written": [], "checked": report.checked,
+                               "unchanged": True})
     rows, result = annotation_rows(dataset, report, skip_difficult, resize)
     result.checked = report.checked
-    classes = dataset.classes()
-    atomic.write_text(dataset.export / "annotations.csv", csv_text(rows))
-    atomic.write_text(dataset.export / "classes.csv", csv_text([name, i] for i, name in enumerate(classes)))
-    result.written = [str(dataset.export / "annotations.csv"), str(dataset.export / "classes.csv")]
+    outputs = [dataset.export / "annotations.csv", dataset.export / "classes.csv"]
+    atomic.write_text(outputs[0], csv_text(rows))
+    atomic.write_text(outputs[1], csv_text([name, i] for i, name in enumerate(classes)))
+    result.written = [str(path) for path in outputs]
+    if not resize:
+        memo.record(dataset, "export", inputs, outputs, result.to_json())
     return result
 
 

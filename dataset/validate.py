@@ -22,12 +22,14 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import atomic, boxes, manifest, voc
 from . import progress as progress_bars
+from .errors import MasksetError
 from .layout import IMAGE_SUFFIXES, Dataset
 from .results import Result
 
@@ -57,11 +59,12 @@ class Report(Result):
     pending: list[str] = field(default_factory=list)    # image names still to annotate
     drafts: list[str] = field(default_factory=list)     # image names with an unreviewed draft
     boxes: Counter = field(default_factory=Counter)     # per class, annotated images only
-    annotations: dict = field(default_factory=dict)     # image name -> VocAnnotation (annotated)
+    annotations: Mapping = field(default_factory=dict)  # image name -> VocAnnotation (annotated)
     fixed: list[str] = field(default_factory=list)      # what FIX=1 did, one line per file
     fix_asked: bool = False
     checked: int = 0    # VOC files checked this run (the others were unchanged: remembered)
     decoded: int = 0    # images decoded this run (the others were known)
+    signature: str = ""  # of every file the run saw (and INCLUDE_DRAFTS): the same for an unchanged dataset
 
     @property
     def errors(self) -> list[Finding]:
@@ -204,7 +207,7 @@ def _check_one(dataset: Dataset, xml: Path, images_by_stem: dict, classes: list[
 
 # -- what is remembered between runs -------------------------------------------------------------
 CACHE_NAME = "validate-v1.json"  # bump when a check changes: older results are then checked again
-VERSION = 2                      # of the file's layout
+VERSION = 3                      # of the file's layout
 
 
 def _listing(folder: Path, suffixes) -> dict[str, tuple[int, int]]:
@@ -230,30 +233,68 @@ def _listing(folder: Path, suffixes) -> dict[str, tuple[int, int]]:
 class Memory:
     """.cache/validate-v1.json: each VOC file's check, keyed by what it depends on, and each
     image's facts (size, format, orientation, or why it does not decode) keyed by its size and
-    mtime. Derived data: a damaged or older file is simply rebuilt."""
+    mtime. Derived data: a damaged or older file is simply rebuilt.
+
+    Two JSON lines: a small header (the classes it was checked against, and the last run's
+    report with the signature of every file it saw), then the body (the checks and the image
+    facts), parsed only when a run needs it: a run over a dataset that has not changed since the
+    last reads the header alone."""
 
     def __init__(self, dataset: Dataset, classes: list[str], recheck: bool = False):
         self.dataset = dataset
         self.path = dataset.cache / CACHE_NAME
         self.classes = hashlib.sha256("\n".join(classes).encode("utf-8")).hexdigest()
-        self.entries: dict[str, list] = {}
-        self.images: dict[str, list] = {}
+        self.header: dict = {}
         self.changed = self.recheck = recheck
+        self._body: str | None = None
+        self._entries: dict[str, list] | None = None
+        self._images: dict[str, list] | None = None
         self._manifest: dict | None = None
         self._lock = threading.Lock()
         self.decoded = 0
         if recheck:
+            self._entries, self._images = {}, {}
             return
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            if data.get("version") == VERSION:
-                self.images = data.get("images") or {}
-                if data.get("classes") == self.classes:
-                    self.entries = data.get("entries") or {}
-                else:
-                    self.changed = True  # classes.txt changed: every VOC file is checked again
-        except (OSError, ValueError, AttributeError):
-            self.changed = True
+            with open(self.path, encoding="utf-8") as handle:
+                header = json.loads(handle.readline())
+                if isinstance(header, dict) and header.get("version") == VERSION:
+                    self.header, self._body = header, handle.read()
+        except (OSError, ValueError):
+            pass
+        if not self.header:
+            self._entries, self._images, self.changed = {}, {}, True
+
+    def _load(self) -> None:
+        if self._entries is not None:
+            return
+        try:
+            body = json.loads(self._body or "{}")
+            images, entries = body.get("images") or {}, body.get("entries") or {}
+        except (ValueError, AttributeError):
+            images, entries, self.changed = {}, {}, True
+        self._images = images
+        self._entries = entries if self.header.get("classes") == self.classes else {}
+        if self.header.get("classes") != self.classes:
+            self.changed = True  # classes.txt changed: every VOC file is checked again
+        self._body = None
+
+    @property
+    def entries(self) -> dict:
+        self._load()
+        return self._entries
+
+    @property
+    def images(self) -> dict:
+        self._load()
+        return self._images
+
+    def last_run(self, signature: str) -> dict | None:
+        """The last run's report if it saw exactly these files (and these classes)."""
+        last = self.header.get("last") or {}
+        if self.recheck or self.header.get("classes") != self.classes or last.get("signature") != signature:
+            return None
+        return last
 
     def facts(self, stats: dict[str, tuple[int, int]]):
         """facts_of(image path) for _check_one: remembered, else from the manifest's record of
@@ -305,20 +346,61 @@ class Memory:
         hit = self.entries.get(xml_name)
         return hit[1] if hit and hit[0] == key else None
 
-    def remember(self, xml_name: str, key: list, result: dict) -> None:
+    def remember(self, xml_name: str, key: list, result: list) -> None:
         self.entries[xml_name] = [key, result]
         self.changed = True
 
-    def save(self, xml_names, image_names) -> None:
-        """Write the cache (only files still in the dataset are kept), if anything changed."""
+    def stored_annotations(self, annotated: list[str]) -> dict[str, tuple]:
+        """image name -> (stored check, VOC file name) of the annotated images, from the body."""
+        wanted = set(annotated)
+        found = {stored[0]: (stored, name) for name, (_, stored) in self.entries.items()
+                 if stored[0] in wanted and len(stored) > 3 and not stored[1]}
+        if len(found) != len(wanted):
+            raise MasksetError(f"{self.path}: damaged (it lacks {len(wanted) - len(found)} annotations it "
+                               f"should hold). Delete it and run `make validate` again.")
+        return found
+
+    def save(self, xml_names, image_names, last: dict) -> None:
+        """Write the cache (only files still in the dataset are kept) and this run's report."""
         pruned = {k: v for k, v in self.entries.items() if k in xml_names}
         images = {k: v for k, v in self.images.items() if k in image_names}
-        if not self.changed and len(pruned) == len(self.entries) and len(images) == len(self.images):
+        unchanged = (not self.changed and len(pruned) == len(self.entries) and len(images) == len(self.images)
+                     and (self.header.get("last") or {}).get("signature") == last["signature"])
+        if unchanged or not self.dataset.writable():
             return
-        if not self.dataset.writable():
-            return
-        atomic.write_text(self.path, json.dumps({"version": VERSION, "classes": self.classes, "entries": pruned,
-                                                 "images": images}, separators=(",", ":")))
+        header = {"version": VERSION, "classes": self.classes, "last": last}
+        atomic.write_text(self.path, json.dumps(header, separators=(",", ":")) + "\n"
+                          + json.dumps({"entries": pruned, "images": images}, separators=(",", ":")) + "\n")
+
+
+class Annotations(Mapping):
+    """image name -> VocAnnotation, made when first asked for: a run over unchanged files counts
+    boxes from what it remembered and builds an annotation object only for a caller that reads
+    it (export, FIX=1)."""
+
+    def __init__(self, folder: Path, stored: dict | None = None, load=None):
+        self._folder = folder
+        self._stored = stored if stored is not None else {}  # name -> (stored check, VOC file name)
+        self._load = load                                      # () -> such a dict, when first needed
+        self._made: dict = {}
+
+    def _all(self) -> dict:
+        if self._load is not None:
+            self._stored, self._load = self._load(), None
+        return self._stored
+
+    def __getitem__(self, name):
+        made = self._made.get(name)
+        if made is None:
+            stored, xml_name = self._all()[name]
+            made = self._made[name] = _restored(stored, self._folder, xml_name)[1]
+        return made
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __len__(self):
+        return len(self._all())
 
 
 def _number(value: float):
@@ -347,6 +429,15 @@ def _restored(stored: list, folder: Path, name: str):
     return image_name, ann, [Finding(*f) for f in findings] if findings else [], is_draft
 
 
+def _signature(image_stats: dict, xml_stats: dict, include_drafts: bool) -> str:
+    """What a whole run depends on besides classes.txt: every image's and VOC file's name, size
+    and mtime, and INCLUDE_DRAFTS."""
+    digest = hashlib.sha256(f"{include_drafts}\n".encode())
+    for stats in (image_stats, xml_stats):  # repr of sorted (name, (size, mtime)) pairs: exact, and quick
+        digest.update(repr(sorted(stats.items())).encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
 def validate(dataset: Dataset, include_drafts: bool = False, progress: bool = True,
              write_report: bool = True, recheck: bool = False) -> Report:
     """Check every VOC file against its image; only what changed since the last run is checked
@@ -357,21 +448,57 @@ def validate(dataset: Dataset, include_drafts: bool = False, progress: bool = Tr
         listed = pool.submit(_listing, dataset.images, IMAGE_SUFFIXES)
         xml_stats = _listing(dataset.annotations, (".xml",))
         image_stats = listed.result()
+    signature = _signature(image_stats, xml_stats, include_drafts)
+    memory = Memory(dataset, classes, recheck)
+    last = memory.last_run(signature)
+    if last is not None:  # nothing changed since the last run: its report, as it was
+        report = Report(images=last["images"], findings=[Finding(*f) for f in last["findings"]],
+                        annotated=last["annotated"], pending=last["pending"], drafts=last["drafts"],
+                        boxes=Counter(last["boxes"]), signature=signature,
+                        annotations=Annotations(dataset.annotations,
+                                                load=lambda: memory.stored_annotations(last["annotated"])))
+    else:
+        report = _check(dataset, memory, classes, image_stats, xml_stats, include_drafts, progress)
+        report.signature = signature
+        memory.save(set(xml_stats), set(image_stats), {
+            "signature": signature, "images": report.images, "annotated": report.annotated,
+            "pending": report.pending, "drafts": report.drafts, "boxes": dict(report.boxes),
+            "findings": [[f.file, f.field, f.kind, f.message, f.severity, f.fixable] for f in report.findings]})
+    if write_report:
+        if not dataset.writable():
+            log.warning("%s: read-only; export/validate.json not written", dataset.root)
+        elif last is None or not _written(dataset.export / "validate.json", report):
+            atomic.write_json(dataset.export / "validate.json", report.to_json())
+    return report
+
+
+def _written(path: Path, report: Report) -> bool:
+    """Whether validate.json already says what this report says (a run over unchanged files)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data["summary"] == report.counts() and data["findings"] == [asdict(f) for f in report.findings]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _check(dataset: Dataset, memory: Memory, classes: list[str], image_stats: dict, xml_stats: dict,
+           include_drafts: bool, progress: bool) -> Report:
+    """The report, checking each VOC file whose check is not remembered."""
     images = sorted(image_stats)
     names_by_stem: dict[str, list[str]] = {}
     for name in images:
         names_by_stem.setdefault(os.path.splitext(name)[0], []).append(name)
     report = Report(images=len(images))
-    memory = Memory(dataset, classes, recheck)
     facts_of = memory.facts(image_stats)
     results, todo = [], []
     annotations = dataset.annotations
+    stored = {}
     for name in sorted(xml_stats):
         stem = os.path.splitext(name)[0]
         key = [*xml_stats[name], [[n, *image_stats[n]] for n in names_by_stem.get(stem, [])], include_drafts]
         hit = memory.lookup(name, key)
         if hit is not None:
-            results.append((name, _restored(hit, annotations, name)))
+            results.append((name, hit))
         else:
             todo.append((name, key))
     images_by_stem = {os.path.splitext(name)[0]: [dataset.images / n for n in
@@ -380,8 +507,9 @@ def validate(dataset: Dataset, include_drafts: bool = False, progress: bool = Tr
 
     def check(item):
         name, key = item
-        outcome = _check_one(dataset, annotations / name, images_by_stem, classes, include_drafts, facts_of)
-        memory.remember(name, key, _stored(*outcome))
+        outcome = _stored(*_check_one(dataset, annotations / name, images_by_stem, classes, include_drafts,
+                                      facts_of))
+        memory.remember(name, key, outcome)
         return name, outcome
 
     with ThreadPoolExecutor(max_workers=4) as pool:  # lxml and Pillow work outside the GIL
@@ -389,25 +517,21 @@ def validate(dataset: Dataset, include_drafts: bool = False, progress: bool = Tr
                                      enabled=progress and bool(todo))
     results.sort(key=lambda r: r[0])
     covered = set()
-    for _, (image_name, ann, findings, is_draft) in results:
-        report.findings += findings
+    for name, outcome in results:
+        image_name, is_draft, findings = outcome[:3]
+        report.findings += [Finding(*f) for f in findings]
         if image_name is None:
             continue
         covered.add(image_name)
         if is_draft:
             report.drafts.append(image_name)
-        elif ann is not None:
+        elif len(outcome) > 3:
             report.annotated.append(image_name)
-            report.annotations[image_name] = ann
-            report.boxes.update(o.name for o in ann.objects)
+            stored[image_name] = (outcome, name)
+            report.boxes.update(o[0] for o in outcome[6])
+    report.annotations = Annotations(annotations, stored)
     report.pending = sorted(n for n in images if n not in covered) + sorted(report.drafts)
     report.checked, report.decoded = len(todo), memory.decoded
-    memory.save(set(xml_stats), set(image_stats))
-    if write_report:
-        if dataset.writable():
-            atomic.write_json(dataset.export / "validate.json", report.to_json())
-        else:
-            log.warning("%s: read-only; export/validate.json not written", dataset.root)
     return report
 
 

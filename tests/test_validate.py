@@ -198,14 +198,42 @@ def test_a_rerun_checks_only_what_changed_and_finds_the_same(broken):
     (ds.annotations / "scene_0014.xml").unlink()  # a file gone: pending, and forgotten
     gone = validate(ds, progress=False)
     assert "scene_0014.jpg" in gone.pending and gone.checked == 0
-    memory = json.loads((ds.cache / "validate-v1.json").read_text())
+    header, memory = (json.loads(line) for line in (ds.cache / "validate-v1.json").read_text().splitlines())
     assert "scene_0014.xml" not in memory["entries"] and len(memory["entries"]) == len(ds.annotation_files())
+    assert header["last"]["signature"] == gone.signature  # the next run, with nothing changed, reads this alone
+    unchanged = validate(ds, progress=False)
+    assert (unchanged.checked, unchanged.signature) == (0, gone.signature)
+    assert _findings(unchanged) == _findings(gone) and unchanged.counts() == gone.counts()
+    assert {n: [(o.name, o.box) for o in a.objects] for n, a in unchanged.annotations.items()} == \
+        {n: [(o.name, o.box) for o in a.objects] for n, a in gone.annotations.items()}
 
 
-def test_export_reuses_the_validation_that_just_ran(sample_dataset):
-    make("validate", data=sample_dataset.root)
-    result = make("export", data=sample_dataset.root)
-    assert "validation: 0 VOC files checked" in result.stdout
+def test_export_reuses_the_validation_that_just_ran_and_writes_only_what_changed(sample_dataset):
+    ds = sample_dataset
+    make("validate", data=ds.root)
+    result = make("export", data=ds.root)
+    assert "validation: 0 VOC files checked" in result.stdout and "wrote" in result.stdout
+    written = (ds.export / "annotations.csv").read_bytes()
+    stamp = (ds.export / "annotations.csv").stat().st_mtime_ns
+    again = make("export", data=ds.root)  # nothing changed: nothing to write
+    assert "its CSV files are up to date" in again.stdout and again.stdout.splitlines()[0] == \
+        result.stdout.splitlines()[0]
+    assert (ds.export / "annotations.csv").stat().st_mtime_ns == stamp
+    for change in ("a box moved", "the CSV edited by hand", "an option"):
+        if change == "a box moved":
+            _edit(ds.annotations / "scene_0003.xml", _set("object/bndbox/xmin", "3"))
+            args = ()
+        elif change == "the CSV edited by hand":
+            (ds.export / "annotations.csv").write_text("mine\n")
+            args = ()
+        else:
+            args = ("SKIP_DIFFICULT=1",)
+        result = make("export", *args, data=ds.root)
+        assert "wrote" in result.stdout, change
+        assert (ds.export / "annotations.csv").read_text() != "mine\n"
+    lines = (ds.export / "annotations.csv").read_text().splitlines()
+    assert any(line.startswith("../images/scene_0003.jpg,2,") for line in lines)  # VOC 3 is CSV 2
+    assert len(lines) == len(written.decode().splitlines())
 
 
 def test_import_records_what_its_one_decode_learned(sample_dataset):
