@@ -2,11 +2,12 @@
 as a user runs it (`make <stage> DATA=...`).
 
 1. `make import` of 20,000 files (the seed-voc photos and VOC files, replicated).
-2. `make validate` + `make export` right after the import (each run cold: the validation cache
-   removed before it). Target: at least 2,000 files/s together. Baseline, in the same run:
-   `make validate RECHECK=1` (every image decoded, as validate did before), twice: once for
-   validate and once for the validation export ran again.
-3. The same two again with nothing changed. Target: at most 0.2x the time of step 2.
+2. `make validate` + `make export` right after the import (each round cold: the validation cache
+   and export's memo removed before it). Target: at least 2,000 files/s together. Baseline, in
+   the same run: `make validate RECHECK=1` (every image decoded, as validate did before), twice:
+   once for validate and once for the validation export ran again.
+3. The same two again with nothing changed. Target: at most 0.2x the time of step 2. (And, for
+   information, after 1% of the VOC files were saved again.)
 4. `make split VAL=0.2 TEST=0.1` of the 20,000; import 1,000 more (and validate, export); then
    `make split` again (the stable split: the earlier images kept, the new ones placed), from the
    20,000's hash cache and split.json restored before each round. Target: it hashes exactly the
@@ -81,6 +82,7 @@ def main(argv=None) -> int:
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-cycle-"))
     data = root / "data"
     memory = data / ".cache" / "validate-v1.json"
+    memo = data / ".cache" / "memo" / "export.json"
     ok = True
     try:
         started = time.perf_counter()
@@ -92,21 +94,29 @@ def main(argv=None) -> int:
         print(f"make import of {args.images} files: {seconds:.1f}s ({args.images / seconds:.0f} files/s; {load()})")
 
         # -- validate + export -------------------------------------------------------------------
-        cold, warm, baseline = [], [], []
+        cold, warm, touched, baseline = [], [], [], []
         for round_ in range(args.rounds):
             memory.unlink(missing_ok=True)  # right after import: nothing remembered yet
+            memo.unlink(missing_ok=True)
             v, out = make("validate", data)
-            e, _ = make("export", data)
+            assert f"{args.images} VOC files checked, 0 images decoded" in out, out  # import's facts
+            e, out = make("export", data)
+            assert "validation: 0 VOC files checked" in out and "wrote" in out, out  # validate's, reused
             cold.append(v + e)
-            assert f"{args.images} VOC files checked, 0 images decoded" in out, out
             v2, _ = make("validate", data)
             e2, out = make("export", data)
+            assert "validation: 0 VOC files checked" in out and "up to date" in out, out
             warm.append(v2 + e2)
-            assert "validation: 0 VOC files checked" in out, out
+            for xml in sorted((data / "annotations").iterdir())[:args.images // 100]:
+                os.utime(xml)  # 1% of the VOC files saved again (unchanged contents)
+            v3, out = make("validate", data)
+            assert f"{args.images // 100} VOC files checked, 0 images decoded" in out, out
+            e3, _ = make("export", data)
+            touched.append(v3 + e3)
             b, _ = make("validate", data, "RECHECK=1")
             baseline.append(2 * b)
             print(f"  round {round_ + 1}: after import {v:.2f}+{e:.2f}s, unchanged {v2:.2f}+{e2:.2f}s, "
-                  f"RECHECK=1 validate {b:.2f}s ({load()})")
+                  f"1% touched {v3:.2f}+{e3:.2f}s, RECHECK=1 validate {b:.2f}s ({load()})")
         rate = args.images / median(cold)
         ratio = median(warm) / median(cold)
         print(f"baseline (every image decoded, by validate and again for export): {median(baseline):.2f}s "
@@ -116,6 +126,7 @@ def main(argv=None) -> int:
               + ("PASS" if rate >= RATE_TARGET else "FAIL"))
         print(f"validate + export with nothing changed: {median(warm):.2f}s = {ratio:.2f}x the time right after "
               f"import; target <= {WARM_TARGET}x: " + ("PASS" if ratio <= WARM_TARGET else "FAIL"))
+        print(f"validate + export after 1% of the VOC files were saved again: {median(touched):.2f}s")
         ok &= rate >= RATE_TARGET and ratio <= WARM_TARGET
 
         # -- split ---------------------------------------------------------------------------------
