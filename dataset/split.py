@@ -396,7 +396,12 @@ def split(dataset: Dataset, val: float | None = None, seed: int | None = None, t
           resplit: str | None = None, folds: int | None = None, flip: bool | None = None) -> _Plan:
     """Decide the split (nothing written but the hash cache)."""
     resplit = parse_resplit(resplit)
-    previous = read_record(dataset)
+    try:
+        previous = read_record(dataset)
+    except MasksetError:
+        if resplit != ALL:
+            raise
+        previous = None  # drawn anew; write_split keeps the unreadable file beside
     settings = _settings(dataset.export / RECORD, previous, resplit, val, test, seed, threshold, dhash_threshold)
     if folds is not None and not 2 <= folds <= 50:
         raise MasksetError(f"FOLDS={folds}: give the number of cross-validation folds, from 2 to 50 (e.g. FOLDS=5).")
@@ -481,7 +486,7 @@ def split(dataset: Dataset, val: float | None = None, seed: int | None = None, t
     naive = random_parts([n for n in images if n not in held_out], settings["val"], settings["test"],
                          settings["seed"])
     random_cross = duplicates.across(naive)
-    mode = "new" if previous is None else {None: "kept", TRAINVAL: TRAINVAL, ALL: ALL}[resplit]
+    mode = ALL if resplit == ALL else "new" if previous is None else {None: "kept", TRAINVAL: TRAINVAL}[resplit]
     result = SplitResult(
         assignment={path: parts[name] for path, name in sorted(names.items()) if name in parts},
         groups=sum(len(g) > 1 for g in groups), pairs=duplicates.count(), random_cross_pairs=random_cross,

@@ -281,4 +281,7 @@ def test_bad_shares_are_refused(fresh):
         assert result.returncode == 2 and words in result.stderr, (args, result.stderr)
     (fresh.export / "split.json").write_text("{not json")
     result = make("split", data=fresh.root, check=False)
-    assert result.returncode == 2 and "split.json: cannot read" in result.stderr
+    assert result.returncode == 2 and "split.json: cannot read" in result.stderr and "RESPLIT=test" in result.stderr
+    make("split", "RESPLIT=test", data=fresh.root)  # draws anew, keeping the unreadable record beside
+    assert [p.read_text() for p in fresh.export.glob("split-*.json")] == ["{not json"]
+    assert json.loads((fresh.export / "split.json").read_text())["mode"] == "all"
