@@ -111,8 +111,8 @@ def export(dataset: Dataset, skip_difficult: bool = False, include_drafts: bool 
     classes = dataset.classes()
     # the same validated files, classes and options as the last export, whose files are untouched:
     # nothing to write (with RESIZE= the copies are files too: always written)
-    inputs = {"validation": report.signature, "classes": classes, "skip_difficult": skip_difficult,
-              "include_drafts": include_drafts}
+    inputs = {"writer": "keras-retinanet csv 1", "validation": report.signature, "classes": classes,
+              "skip_difficult": skip_difficult, "include_drafts": include_drafts}
     done = None if resize else memo.previous(dataset, "export", inputs)
     if done is not None:
         return ExportResult(**{**done, "boxes": Counter(done["boxes"]), "written": [], "checked": report.checked,
