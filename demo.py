@@ -177,9 +177,21 @@ def report(ctx: DemoContext) -> str:
             f"({per_class}), {numbers['validation']['errors']} validation errors{m_ap}")
 
 
+def publish(ctx: DemoContext) -> str:
+    """The dataset card, the attribution list and a reproducible package of it all."""
+    card = call("card", ctx.data)
+    _shown(card)
+    package = call("package", ctx.data, quiet=ctx.quick)
+    _shown(package)
+    facts = card.facts
+    return (f"{card.card.name} and {card.attribution.name} ({facts.images} images: "
+            f"{sum(g['images'] for g in facts.scraped)} scraped, {sum(s['images'] for s in facts.imported)} "
+            f"imported); {package.path.name}, {package.images} images, {package.annotations} annotations")
+
+
 STEPS = [("sample", sample), ("scrape", scrape), ("import", import_sample), ("dedupe", dedupe),
          ("prelabel", prelabel), ("validate", validate), ("export", export), ("split", split),
-         ("train", train), ("report", report)]
+         ("train", train), ("report", report), ("publish", publish)]
 
 
 # -- running it ---------------------------------------------------------------------------------------

@@ -31,16 +31,14 @@ SPLIT_THRESHOLDS = tuple(Var(v.name, lambda v=v: v.help().replace("(default", "(
 
 def sample(_dataset, args):
     from .fixtures.scenes import make_sample
-    from .results import Result
-
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    from .results import Message
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise MasksetError(f"SIZE={args.size}: give WIDTHxHEIGHT, e.g. SIZE=320x240") from None
     paths = make_sample(args.out, args.count, (width, height), args.seed, args.duplicates,
                         annotate=not args.no_annotations)
-
-    class Sample(Result):
-        def summary(self):
-            return f"sample: {len(paths)} images written to {args.out}"
-    return Sample()
+    return Message(f"sample: {len(paths)} images written to {args.out}")
 
 
 def import_(dataset, args):
@@ -66,8 +64,29 @@ def dedupe(dataset, args):
 
 
 def restore(dataset, args):
-    from .dedupe import restore as run_restore
-    return run_restore(dataset, args.files or None, progress=not args.quiet)
+    from .restore import restore as run_restore
+    return run_restore(dataset, args.files or None, progress=not args.quiet, takedown=args.takedown)
+
+
+def takedown(dataset, args):
+    from .takedown import Request, takedown as run_takedown
+    request = Request.make(args.url, args.host, args.file, args.query, args.reason)
+    return run_takedown(dataset, request, progress=not args.quiet)
+
+
+def check_takedown(args):
+    from .takedown import Request
+    Request.make(args.url, args.host, args.file, args.query, args.reason)
+
+
+def card(dataset, args):
+    from .card import write_card
+    return write_card(dataset, out=args.out)
+
+
+def package(dataset, args):
+    from .package import package as run_package
+    return run_package(dataset, out=args.out, version=args.version, progress=not args.quiet)
 
 
 def validate(dataset, args):
@@ -128,10 +147,20 @@ COMMANDS = [
         Var("DRY_RUN", "write the review page and report, move nothing", bool),
         Var("QUIET", "no progress bars", bool),
     )),
-    Command("restore", "put quarantined duplicates back (all, or FILES=)", restore, (
-        Var("FILES", "only these files (they are then kept by later dedupe runs)", many=True),
+    Command("restore", "put quarantined duplicates back (all, or FILES=); TAKEDOWN=1: taken-down images",
+            restore, (
+        Var("FILES", "only these files (duplicates named here are then kept by later dedupe runs)", many=True),
+        Var("TAKEDOWN", "bring back taken-down images (make takedown) instead of duplicates", bool),
         Var("QUIET", "no progress bars", bool),
     )),
+    Command("takedown", "quarantine every image a removal request names, with its annotation", takedown, (
+        Var("URL", "the image's URL or its page's URL, exactly as ATTRIBUTION.csv lists it"),
+        Var("HOST", "every image whose image or page URL is on this host (or its subdomains)"),
+        Var("FILE", "these files of images/ (space-separated)", many=True),
+        Var("QUERY", "every image a scrape with this query found"),
+        Var("REASON", "why (recorded with the request), e.g. \"the site owner's email of 2024-05-01\""),
+        Var("QUIET", "no progress bars", bool),
+    ), precheck=check_takedown),
     Command("validate", "check every VOC file against its real image", validate, (
         Var("FIX", "apply the safe fixes, keeping originals in quarantine/fixed/", bool),
         Var("INCLUDE_DRAFTS", "validate unreviewed drafts as annotations", bool),
@@ -151,7 +180,7 @@ COMMANDS = [
         Var("RESPLIT", "1: draw train and val again (test stays); test: all three. The old split.json "
                        "is kept beside. Unset: keep every earlier image where it is, place new ones"),
         Var("FOLDS", "also write k grouped, stratified cross-validation folds of train+val "
-                     "(export/folds/)", int),
+                     "(export/folds/; later runs keep them, FOLDS=0 drops them)", int),
         *SPLIT_THRESHOLDS,
         Var("QUIET", "no progress bars", bool),
     )),
@@ -165,6 +194,15 @@ COMMANDS = [
         Var("OUT", "write leakcheck.html and .json here instead of export/ (for a read-only dataset)"),
         Var("QUIET", "no progress bars", bool),
     ), lock="read"),
+    Command("card", "export/DATASET.md (the dataset's datasheet) and export/ATTRIBUTION.csv", card, (
+        Var("OUT", "write them into this folder instead of export/ (for a read-only dataset)"),
+    ), lock="read"),
+    Command("package", "a reproducible archive: images, annotations, exports, card, attribution, changelog",
+            package, (
+        Var("OUT", "the packages folder (default DATA/packages)"),
+        Var("VERSION", "the version in its name (default: the date the newest image was added)"),
+        Var("QUIET", "no progress bars", bool),
+    )),
     Command("report", "export/report.html and report.json: the dataset at a glance", report, (
         Var("RUNS", "the training runs folder (default runs)", default="runs"),
         Var("OUT", "write the report here instead of export/ (for a read-only dataset)"),

@@ -1,10 +1,10 @@
-"""`make dedupe [THRESHOLD=..] [DRY_RUN=1]` and `make restore`: exact and near duplicates.
+"""`make dedupe [THRESHOLD=..] [DRY_RUN=1]`: exact and near duplicates.
 
 Each group of duplicates (same sha256, or pHash within THRESHOLD bits, joined with union-find)
 keeps its best copy in images/: an annotated one first, then the larger resolution, then the
 larger file. The others move, with their VOC files, to quarantine/duplicates/ as one crash-safe
 change (dataset/moves.py), logged in quarantine/duplicates/log.jsonl and in the manifest.
-Nothing is deleted, and restore puts every quarantined duplicate back byte for byte. Two
+Nothing is deleted, and restore (dataset/restore.py) puts every quarantined duplicate back. Two
 annotated copies that disagree (classes, or boxes after scaling to the same size) are reported as
 conflicts: one of them is a labelling mistake.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from . import atomic, hashcache, hashing, moves, neighbours, manifest, voc
 from . import progress as progress_bars
 from .boxes import iou, match
-from .errors import MasksetError, UnsafePath
+from .errors import MasksetError
 from .images import NotAnImage, open_image
 from .layout import Dataset
 from .results import Result
@@ -314,88 +314,3 @@ def dedupe(dataset: Dataset, threshold: int = neighbours.DEFAULT_THRESHOLD, dry_
     report = summary_dict(the_plan, dry_run, time.monotonic() - started, len(moved))
     atomic.write_json(dataset.export / "dedupe.json", report)
     return DedupeResult(the_plan, moved, report, page_path, recovered, duplicates_folder(dataset))
-
-
-# -- restore ---------------------------------------------------------------------------------------
-@dataclass
-class RestoreResult(Result):
-    restored: list[str] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
-    images: Path | None = None
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.skipped else 0
-
-    def summary(self) -> str:
-        lines = [f"not restored: {name}: {why}" for name, why in self.skipped]
-        lines.append(f"restore: {len(self.restored)} files back in {self.images}"
-                     + (f", {len(self.skipped)} skipped" if self.skipped else ""))
-        return "\n".join(lines)
-
-
-def quarantined_duplicates(dataset: Dataset) -> dict[str, dict]:
-    """file -> its quarantine record, for duplicates still in quarantine."""
-    return {f: r for f, r in manifest.state(dataset).items()
-            if r.get("event") == manifest.QUARANTINED and r.get("reason") in (EXACT, NEAR)}
-
-
-def _restore_move(dataset: Dataset, name: str, record: dict) -> tuple[moves.Move | None, str]:
-    """The move that puts one quarantined file back, or (None, why not). Every path the record
-    names is checked: it must stay inside the dataset, in quarantine/ or images/annotations/."""
-    try:
-        if Path(name).name != name or name in ("", ".", ".."):
-            raise UnsafePath(f"the file name {name!r} is not a plain name")
-        source = dataset.inside(record.get("moved_to"), "moved_to")
-        if not source.is_relative_to(dataset.quarantine):
-            raise UnsafePath(f"moved_to {record.get('moved_to')!r} is not in quarantine/")
-        target = dataset.images / name
-        xml_source = xml_target = None
-        if record.get("annotation_moved_to"):
-            xml_source = dataset.inside(record["annotation_moved_to"], "annotation_moved_to")
-            xml_target = dataset.annotation_for(name)
-            if not xml_source.is_relative_to(dataset.quarantine):
-                raise UnsafePath(f"annotation_moved_to {record['annotation_moved_to']!r} is not in quarantine/")
-    except UnsafePath as error:
-        return None, f"the manifest record is not trusted ({error.args[0]}); restore it by hand"
-    if not source.exists():
-        return None, f"{source} is gone (moved by hand?)"
-    if target.exists():
-        return None, f"{target} exists already; move one of them aside by hand"
-    if xml_target is not None and xml_target.exists():
-        return None, f"{xml_target} exists already (a new annotation); restore {source} by hand"
-    files = [(_relative(dataset, source), _relative(dataset, target))]
-    entry = {"file": name, "event": manifest.RESTORED, "restored_from": _relative(dataset, source)}
-    if xml_source is not None and xml_source.exists():
-        files.append((_relative(dataset, xml_source), _relative(dataset, xml_target)))
-        entry["annotation_restored_from"] = _relative(dataset, xml_source)
-    return moves.Move(files, entry), ""
-
-
-def restore(dataset: Dataset, files=None, progress: bool = True) -> RestoreResult:
-    """Move quarantined duplicates back (all, or the named ones) under their original names.
-
-    Naming files means a curator decided they are not duplicates: dedupe will keep them from now on.
-    """
-    moves.recover(dataset, "dedupe", log_file(dataset))
-    moves.recover(dataset, "restore", log_file(dataset))
-    waiting = quarantined_duplicates(dataset)
-    if files:
-        unknown = [f for f in files if f not in waiting]
-        if unknown:
-            raise MasksetError(f"{', '.join(unknown)}: not a quarantined duplicate of {dataset.root}. "
-                               f"{log_file(dataset)} lists the quarantined files.")
-        waiting = {f: waiting[f] for f in files}
-    result = RestoreResult(images=dataset.images)
-    changes = []
-    for name, record in sorted(waiting.items()):
-        move, why = _restore_move(dataset, name, record)
-        if move is None:
-            result.skipped.append((name, why))
-            continue
-        move.record["keep"] = bool(files)
-        changes.append(move)
-    bar = lambda items: progress_bars.bar(items, desc="restore", enabled=progress)  # noqa: E731
-    for record in moves.carry_out(dataset, "restore", changes, log_file(dataset), bar):
-        result.restored.append(record["file"])
-    return result

@@ -17,7 +17,7 @@ from . import progress as progress_bars
 from .errors import MasksetError
 from .layout import Dataset
 from .results import Result
-from .validate import Report, validate
+from .validate import Report, refuse_errors, validate
 
 
 @dataclass
@@ -102,12 +102,7 @@ def annotation_rows(dataset: Dataset, report: Report, skip_difficult: bool = Fal
 def export(dataset: Dataset, skip_difficult: bool = False, include_drafts: bool = False,
            progress: bool = True, resize: tuple[int, int] | None = None) -> ExportResult:
     report = validate(dataset, include_drafts=include_drafts, progress=progress)
-    if report.errors:
-        first = "\n  ".join(f.line() for f in report.errors[:5])
-        raise MasksetError(
-            f"{dataset.root}: validate finds {len(report.errors)} errors; export refuses to write "
-            f"training data from them. First ones:\n  {first}\nRun `make validate` (FIX=1 fixes the "
-            f"safe ones), correct the rest in labelImg, then export again.")
+    refuse_errors(dataset, report, "export refuses to write training data from them", "export again")
     classes = dataset.classes()
     # the same validated files, classes and options as the last export, whose files are untouched:
     # nothing to write (with RESIZE= the copies are files too: always written)

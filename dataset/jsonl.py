@@ -141,6 +141,13 @@ def _set_aside_torn_tail(fd: int, path: Path) -> None:
             break
         start = begin
     tail = os.pread(fd, size - start, start)
+    try:
+        whole = isinstance(json.loads(tail.decode("utf-8")), dict)
+    except (ValueError, UnicodeDecodeError):
+        whole = False
+    if whole:  # a complete record someone wrote without its newline: keep it, end its line
+        os.write(fd, b"\n")
+        return
     keep = os.open(f"{path}.torn", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         os.write(keep, tail + b"\n")

@@ -52,44 +52,18 @@ class Dataset:
     def at(cls, root: Path | str) -> "Dataset":
         return cls(Path(root).resolve())
 
-    # -- the layout ---------------------------------------------------------------------------
-    @property
-    def images(self) -> Path:
-        return self.root / "images"
-
-    @property
-    def annotations(self) -> Path:
-        return self.root / "annotations"
-
-    @property
-    def classes_file(self) -> Path:
-        return self.root / "classes.txt"
-
-    @property
-    def manifest(self) -> Path:
-        return self.root / "manifest.jsonl"
-
-    @property
-    def quarantine(self) -> Path:
-        return self.root / "quarantine"
-
-    @property
-    def export(self) -> Path:
-        return self.root / "export"
-
-    @property
-    def cache(self) -> Path:
-        """Derived data a stage may rebuild (hashes ...): never the user's work."""
-        return self.root / ".cache"
-
-    @property
-    def journal(self) -> Path:
-        """Multi-step changes in flight (import, dedupe): replayed by recovery after a crash."""
-        return self.root / ".journal"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.root / ".lock"
+    # -- the layout: every path a stage reads or writes -----------------------------------------
+    images = property(lambda self: self.root / "images", doc="the images, unique and checked")
+    annotations = property(lambda self: self.root / "annotations", doc="Pascal VOC, one per image")
+    classes_file = property(lambda self: self.root / "classes.txt", doc="labelImg's predefined classes")
+    manifest = property(lambda self: self.root / "manifest.jsonl", doc="one record per line, appended")
+    quarantine = property(lambda self: self.root / "quarantine", doc="moved here, never deleted")
+    export = property(lambda self: self.root / "export", doc="CSVs, split, reports and pages")
+    packages = property(lambda self: self.root / "packages", doc="published archives (make package)")
+    cache = property(lambda self: self.root / ".cache", doc="derived data a stage may rebuild (hashes ...)")
+    journal = property(lambda self: self.root / ".journal",
+                       doc="multi-step changes in flight (import, moves): replayed after a crash")
+    lock_file = property(lambda self: self.root / ".lock", doc="who writes now")
 
     def folders(self) -> tuple[Path, ...]:
         return (self.images, self.annotations, self.quarantine, self.export, self.cache, self.journal)
@@ -130,7 +104,7 @@ class Dataset:
         of the user's). Called whenever a stage takes the write lock. Returns how many."""
         removed = 0
         shallow = (self.root, self.images, self.annotations)
-        deep = (self.export, self.quarantine, self.cache, self.journal)
+        deep = (self.export, self.quarantine, self.cache, self.journal, self.packages)
         for folder, walk in [(f, False) for f in shallow] + [(f, True) for f in deep]:
             if not folder.is_dir() or folder.is_symlink():
                 continue
@@ -226,12 +200,7 @@ class Dataset:
                                f"`make {stage}` changes the dataset. Make it writable, or copy it.")
         fd = self._open_lock(create=True)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise DatasetLocked(
-                    f"{self.root}: another stage is writing this dataset: {_read_holder(fd)}. "
-                    f"Wait for it to finish (or stop it), then run again.") from None
+            _flock_or_refuse(fd, fcntl.LOCK_EX, self.root)
             info = {
                 "stage": stage, "pid": os.getpid(), "host": socket.gethostname(),
                 "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv),
@@ -258,18 +227,22 @@ class Dataset:
             yield self
             return
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise DatasetLocked(
-                    f"{self.root}: another stage is writing this dataset: {_read_holder(fd)}. "
-                    f"Wait for it to finish (or stop it), then run again.") from None
+            _flock_or_refuse(fd, fcntl.LOCK_SH, self.root)
             try:
                 yield self
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+def _flock_or_refuse(fd: int, kind: int, root: Path) -> None:
+    """Take the lock at once, or raise DatasetLocked naming the holder (never wait)."""
+    try:
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise DatasetLocked(f"{root}: another stage is writing this dataset: {_read_holder(fd)}. "
+                            f"Wait for it to finish (or stop it), then run again.") from None
 
 
 def _read_holder(fd: int) -> str:

@@ -300,17 +300,20 @@ def _validation(dataset: Dataset, data: dict | None, parse_errors: list[dict], n
     }
 
 
-def _split_summary(split: dict | None) -> dict | None:
+def _split_summary(split: dict | None, dataset: Dataset) -> dict | None:
     """split.json without its per-image lists (which part each image is in, its sha256, the
-    duplicate groups): the parts' counts, the settings, the leakage prevented, the drift since the
-    split before, how many images are held out."""
+    duplicate groups): the parts' counts, the settings, the leakage prevented, how many images are
+    held out; and from the split's log, when and how it last ran and the drift since the run before."""
     if not split:
         return split
+    from .split import last_run
     per_image = ("parts", "images", "sha256", "departed", "near_duplicate_groups", "held_out")
     summary = {k: v for k, v in split.items() if k not in per_image}
     summary["held_out"] = len(split.get("held_out") or {})
     if isinstance(split.get("folds"), dict):
         summary["folds"] = {k: v for k, v in split["folds"].items() if k != "images"}
+    last = last_run(dataset) or {}
+    summary.update({k: last.get(k) for k in ("time", "mode", "drift") if k not in summary})
     return summary
 
 
@@ -340,7 +343,7 @@ def collect(dataset: Dataset, runs_dir: Path | str | None = None, min_side: int 
     per_image = walk["per_image"]
 
     dedupe = _read_json(dataset.export / "dedupe.json", problems)
-    split = _split_summary(_read_json(dataset.export / "split.json", problems))
+    split = _split_summary(_read_json(dataset.export / "split.json", problems), dataset)
     validate = _read_json(dataset.export / "validate.json", problems)
     runs = [training_runs.summary(folder)
             for folder in training_runs.recent(runs_dir, data=dataset.root, limit=max_runs)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -40,3 +41,11 @@ class Result:
     def to_json(self) -> dict:
         return jsonable(self)
 
+
+@dataclass
+class Message(Result):
+    """The result of a stage whose whole outcome is one sentence (sample, weights)."""
+    text: str
+
+    def summary(self) -> str:
+        return self.text

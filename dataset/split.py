@@ -34,7 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import atomic, hashcache, manifest, neighbours
+from . import atomic, hashcache, jsonl, manifest, neighbours
 from .errors import MasksetError
 from .export import csv_text
 from .layout import Dataset
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 PARTS = ("train", "val", "test")
 RECORD = "split.json"
+LOG = "split-log.jsonl"  # one line per run: when, how, the counts and the drift
 VERSION = 2
 DEFAULT_VAL = 0.2
 DEFAULT_TEST = 0.0
@@ -403,8 +404,11 @@ def split(dataset: Dataset, val: float | None = None, seed: int | None = None, t
             raise
         previous = None  # drawn anew; write_split keeps the unreadable file beside
     settings = _settings(dataset.export / RECORD, previous, resplit, val, test, seed, threshold, dhash_threshold)
-    if folds is not None and not 2 <= folds <= 50:
-        raise MasksetError(f"FOLDS={folds}: give the number of cross-validation folds, from 2 to 50 (e.g. FOLDS=5).")
+    if folds is None and previous is not None and isinstance(previous.get("folds"), dict):
+        folds = previous["folds"].get("k")  # kept like the other settings: the folds follow the split
+    if folds is not None and folds != 0 and not 2 <= folds <= 50:
+        raise MasksetError(f"FOLDS={folds}: give the number of cross-validation folds, from 2 to 50 (e.g. FOLDS=5; "
+                           f"FOLDS=0: none).")
     export = dataset.export
     rows = read_annotations(export / "annotations.csv")
     names: dict[str, str] = {}              # CSV path -> image name
@@ -497,6 +501,7 @@ def split(dataset: Dataset, val: float | None = None, seed: int | None = None, t
                 and (resplit is None or (resplit == TRAINVAL and p == "test"))}
     if previous is not None:
         result.drift = _drift(previous, counts, parts, known, images, departed)
+        result.drift["since"] = (last_run(dataset) or {}).get("time")
     for part in ("train", "val") + (("test",) if settings["test"] > 0 else ()):
         if counts[part]["images"] == 0:
             why = (f"{len(images)} images in {len(groups)} duplicate group(s)" if images
@@ -556,7 +561,7 @@ def _drift(previous: dict, counts: dict, parts: dict, known: dict, images: list[
 
     for part in PARTS:
         shares[part] = {c: [share(old_counts, part, c), share(counts, part, c)] for c in classes}
-    return {"since": previous.get("time"), "added": {p: added.get(p, 0) for p in PARTS},
+    return {"since": None, "added": {p: added.get(p, 0) for p in PARTS},
             "left": {p: left.get(p, 0) for p in PARTS}, "moved": moved,
             "images": {p: [(old_counts.get(p) or {}).get("images", 0), counts[p]["images"]] for p in PARTS},
             "shares": shares, "departed_remembered": len(departed)}
@@ -593,10 +598,10 @@ def write_split(dataset: Dataset, plan: _Plan) -> list[str]:
             continue
         atomic.write_text(path, csv_text(r for r in plan.rows if plan.parts.get(plan.names[r[0]]) == part))
         written.append(str(path))
+    folder = dataset.export / "folds"
+    for old in folder.glob("fold-*.csv") if folder.is_dir() else []:
+        old.unlink()  # derived: the folds of the split before (written again below if kept)
     if plan.folds:
-        folder = dataset.export / "folds"
-        for old in folder.glob("fold-*.csv") if folder.is_dir() else []:
-            old.unlink()  # derived: the folds of an earlier FOLDS=
         k = result.folds["k"]
         for number in range(1, k + 1):
             for role, keep in (("train", lambda f: f != number), ("val", lambda f: f == number)):
@@ -611,18 +616,29 @@ def write_split(dataset: Dataset, plan: _Plan) -> list[str]:
         result.previous_kept = str(kept)
     atomic.write_json(record_path, record_of(plan))
     written.append(str(record_path))
+    jsonl.append(dataset.export / LOG, [{
+        "time": manifest.now(), "mode": result.mode, "val": result.val, "test": result.test, "seed": result.seed,
+        "counts": result.counts, "held_out": len(result.held_out), "hashed": result.hashed,
+        "drift": result.drift, "previous": result.previous_kept}])
+    written.append(str(dataset.export / LOG))
     return written
+
+
+def last_run(dataset: Dataset) -> dict | None:
+    """The last line of export/split-log.jsonl: when the split was last run, how, and its drift."""
+    records = jsonl.read(dataset.export / LOG, strict=False).records
+    return records[-1] if records else None
 
 
 def record_of(plan: _Plan) -> dict:
     """split.json: the settings, every placed image's part and sha256, the held-out images, the
     images that left (remembered, so they return to their part), the counts, the leakage
-    prevented, the drift since the last split, the parts' digests and the folds."""
+    prevented, the parts' digests and the folds: the split's state alone, so the same state gives
+    the same bytes (when and how it was run, and the drift, go to export/split-log.jsonl)."""
     result = plan.result
     placed = sorted(plan.parts)
     return {
-        "version": VERSION, "time": manifest.now(), "mode": result.mode,
-        "val": result.val, "test": result.test, "seed": result.seed,
+        "version": VERSION, "val": result.val, "test": result.test, "seed": result.seed,
         "threshold": result.threshold, "dhash_threshold": result.dhash_threshold,
         "parts": {n: plan.parts[n] for n in placed},
         "sha256": {n: plan.sha[n] for n in placed},
@@ -633,9 +649,7 @@ def record_of(plan: _Plan) -> dict:
         "counts": result.counts,
         "digests": {p: digest([(n, plan.sha[n]) for n in placed if plan.parts[n] == p]) for p in PARTS},
         "leakage": {"near_duplicate_pairs": result.pairs, "random_split_cross_pairs": result.random_cross_pairs},
-        "drift": result.drift,
         "folds": {**result.folds, "images": dict(sorted(plan.folds.items()))} if result.folds else None,
-        "previous": result.previous_kept,
     }
 
 

@@ -535,6 +535,17 @@ def _check(dataset: Dataset, memory: Memory, classes: list[str], image_stats: di
     return report
 
 
+def refuse_errors(dataset: Dataset, report: Report, refusal: str, then: str) -> None:
+    """A MasksetError when validate found errors: `refusal` says what the stage will not do,
+    `then` what to run once they are corrected. Stages that write from annotations call it."""
+    if not report.errors:
+        return
+    first = "\n  ".join(f.line() for f in report.errors[:5])
+    raise MasksetError(
+        f"{dataset.root}: validate finds {len(report.errors)} errors; {refusal}. First ones:\n  {first}\n"
+        f"Run `make validate` (FIX=1 fixes the safe ones), correct the rest in labelImg, then {then}.")
+
+
 def apply_fixes(dataset: Dataset, report: Report) -> list[str]:
     """Apply the fixable findings; originals go to quarantine/fixed/<time>/. Returns what was done.
 

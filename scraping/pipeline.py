@@ -180,7 +180,8 @@ def _record_for(outcome: _Outcome, options: ScrapeOptions) -> dict:
     result, checked = outcome.result, outcome.checked
     record = {"query": options.query, "engine": options.engine, "rank": outcome.rank,
               "murl": result.murl, "purl": result.purl, "turl": result.turl, "title": result.title,
-              "filters": dict(options.filters), "width": checked.width, "height": checked.height,
+              "filters": dict(options.filters), "market": options.market,
+              "width": checked.width, "height": checked.height,
               "bytes": len(checked.data), "format": checked.format, "source_format": checked.source_format}
     if checked.converted:
         record.update(converted=checked.converted, source_sha256=outcome.source_sha256)

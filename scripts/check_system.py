@@ -36,22 +36,15 @@ PROGRAMS = [
     Need("xdotool", ("xdotool",), "the GUI tests drive labelImg's window with it"),
     Need("util-linux", ("unshare",), "the read-only and full-disk dataset tests (a private mount namespace)"),
 ]
-# Shared libraries Qt's xcb platform plugin (labelImg) loads.
-LIBRARIES = [
-    Need("libxkbcommon-x11-0", ("libxkbcommon-x11.so.0",), "labelImg (Qt xcb)"),
-    Need("libxcb-icccm4", ("libxcb-icccm.so.4",), "labelImg (Qt xcb)"),
-    Need("libxcb-image0", ("libxcb-image.so.0",), "labelImg (Qt xcb)"),
-    Need("libxcb-keysyms1", ("libxcb-keysyms.so.1",), "labelImg (Qt xcb)"),
-    Need("libxcb-randr0", ("libxcb-randr.so.0",), "labelImg (Qt xcb)"),
-    Need("libxcb-render-util0", ("libxcb-render-util.so.0",), "labelImg (Qt xcb)"),
-    Need("libxcb-shape0", ("libxcb-shape.so.0",), "labelImg (Qt xcb)"),
-    Need("libxcb-xinerama0", ("libxcb-xinerama.so.0",), "labelImg (Qt xcb)"),
-    Need("libxcb-xfixes0", ("libxcb-xfixes.so.0",), "labelImg (Qt xcb)"),
-    Need("libxcb-cursor0", ("libxcb-cursor.so.0",), "labelImg (Qt xcb)"),
-    Need("libgl1", ("libGL.so.1",), "labelImg (Qt), OpenCV"),
-    Need("libfontconfig1", ("libfontconfig.so.1",), "labelImg (Qt)"),
-    Need("libdbus-1-3", ("libdbus-1.so.3",), "labelImg (Qt)"),
-]
+# Shared libraries Qt's xcb platform plugin (labelImg) loads: (Debian package, library file).
+LIBRARIES = [Need(package, (library,), "labelImg (Qt xcb)") for package, library in (
+    ("libxkbcommon-x11-0", "libxkbcommon-x11.so.0"), ("libxcb-icccm4", "libxcb-icccm.so.4"),
+    ("libxcb-image0", "libxcb-image.so.0"), ("libxcb-keysyms1", "libxcb-keysyms.so.1"),
+    ("libxcb-randr0", "libxcb-randr.so.0"), ("libxcb-render-util0", "libxcb-render-util.so.0"),
+    ("libxcb-shape0", "libxcb-shape.so.0"), ("libxcb-xinerama0", "libxcb-xinerama.so.0"),
+    ("libxcb-xfixes0", "libxcb-xfixes.so.0"), ("libxcb-cursor0", "libxcb-cursor.so.0"),
+    ("libgl1", "libGL.so.1"), ("libfontconfig1", "libfontconfig.so.1"), ("libdbus-1-3", "libdbus-1.so.3"),
+)]
 NEEDS = PROGRAMS + LIBRARIES
 APT_PACKAGES = [need.package for need in NEEDS]
 # The programs code may run: what tests/test_system_list.py checks every subprocess call against.

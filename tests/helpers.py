@@ -58,3 +58,18 @@ def assert_consistent(dataset: Dataset, expected: Counter) -> None:
     from dataset.validate import validate
     report = validate(dataset, progress=False, write_report=False)
     assert report.errors == [], [f.line() for f in report.errors]
+
+
+def maskset(*args, **env) -> subprocess.CompletedProcess:
+    """The venv's `maskset` command, without progress bars; env adds variables (MASKSET_KILL_AT ...)."""
+    return subprocess.run([MASKSET, *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "MASKSET_PROGRESS": "0", **{k: str(v) for k, v in env.items()}})
+
+
+def write_points(tmp_path: Path, *args) -> list[str]:
+    """The write points (dataset.faults) a run of `maskset *args` passes, in order."""
+    log = tmp_path / "points.txt"
+    log.unlink(missing_ok=True)
+    done = maskset(*args, MASKSET_WRITE_POINTS=log)
+    assert done.returncode == 0, done.stderr
+    return log.read_text().splitlines()

@@ -28,6 +28,9 @@ def test_import_seed_voc_through_make(tmp_path, seed_voc):
     record = manifest.state(dataset)["10.jpg"]
     assert record["origin"] == "import" and record["source_path"] == str(seed_voc / "images" / "10.jpg")
     assert record["sha256"] == manifest.sha256_file(seed_voc / "images" / "10.jpg")
+    # a log (not a terminal) gets the summary lines, not a progress bar's updates
+    assert "\r" not in result.stdout + result.stderr
+    assert len((result.stdout + result.stderr).splitlines()) <= 5, result.stdout + result.stderr
     # re-importing adds nothing
     again = make("import", f"SRC={seed_voc}", data=data)
     assert "0 images and 0 annotations imported, 691 already there" in again.stdout

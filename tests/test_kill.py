@@ -9,30 +9,14 @@ has its image, validate finds no errors, and restore gives back every original b
 """
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from dataset.fixtures.scenes import make_sample
 from dataset.layout import Dataset
-from helpers import MASKSET, assert_consistent, digest, files_by_digest
-
-
-def maskset(*args, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([MASKSET, *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "MASKSET_PROGRESS": "0", **{k: str(v) for k, v in env.items()}})
-
-
-def write_points(tmp_path: Path, *args) -> list[str]:
-    log = tmp_path / "points.txt"
-    log.unlink(missing_ok=True)
-    done = maskset(*args, MASKSET_WRITE_POINTS=log)
-    assert done.returncode == 0, done.stderr
-    return log.read_text().splitlines()
+from helpers import assert_consistent, digest, files_by_digest, maskset, write_points
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ import csv
 import hashlib
 import json
 import random
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -13,7 +14,8 @@ import pytest
 from PIL import Image
 
 from dataset import hashcache, neighbours
-from dataset.dedupe import dedupe, restore
+from dataset.dedupe import dedupe
+from dataset.restore import restore
 from dataset.export import export
 from dataset.importer import import_folder
 from dataset.layout import Dataset
@@ -41,6 +43,11 @@ def fresh(seed_dataset, tmp_path):
 def _rows(path):
     with open(path, newline="") as handle:
         return list(csv.reader(handle))
+
+
+def _log(dataset) -> dict:
+    """The split's last run, from export/split-log.jsonl."""
+    return json.loads((dataset.export / "split-log.jsonl").read_text().splitlines()[-1])
 
 
 def _parts(dataset) -> dict[str, str]:
@@ -128,9 +135,8 @@ def test_same_seed_same_bytes_other_seed_other_split(fresh):
     outputs = []
     for seed in (3, 3, 4):
         make_split(fresh, val=0.2, test=0.1, seed=seed, resplit="test", progress=False)
-        record = json.loads((fresh.export / "split.json").read_text())
-        outputs.append(tuple((fresh.export / f).read_bytes() for f in ("train.csv", "val.csv", "test.csv"))
-                       + (record["parts"],))
+        outputs.append(tuple((fresh.export / f).read_bytes()
+                             for f in ("train.csv", "val.csv", "test.csv", "split.json")))
     assert outputs[0] == outputs[1]
     assert outputs[0][1] != outputs[2][1] and outputs[0][2] != outputs[2][2]
 
@@ -182,8 +188,8 @@ def test_a_growing_dataset_keeps_every_earlier_image_in_its_part(tmp_path, seed_
                 assert after[n] == part
                 joined += 1
     assert joined > 10 and held > 0
-    assert (f"new images train {record['drift']['added']['train']}, val {record['drift']['added']['val']}"
-            in result.stdout)
+    drift = _log(dataset)["drift"]
+    assert f"new images train {drift['added']['train']}, val {drift['added']['val']}" in result.stdout
     assert "left none" in result.stdout and "held out:" in result.stdout
     # the shares the new images were placed for stay close to the asked ones
     for name, got in class_shares(dataset, "val").items():
@@ -193,6 +199,7 @@ def test_a_growing_dataset_keeps_every_earlier_image_in_its_part(tmp_path, seed_
 def test_images_that_leave_leave_their_part_and_come_back_to_it(fresh):
     make("split", "VAL=0.2", "TEST=0.1", "SEED=2", data=fresh.root)
     before = _parts(fresh)
+    first_record = (fresh.export / "split.json").read_bytes()
     with fresh.lock("test"):
         dedupe(fresh, progress=False)  # quarantines duplicates: they leave the dataset
         export(fresh, progress=False)
@@ -203,7 +210,7 @@ def test_images_that_leave_leave_their_part_and_come_back_to_it(fresh):
     assert {n: before[n] for n in after} == after
     left = Counter(before[n] for n in gone)
     record = json.loads((fresh.export / "split.json").read_text())
-    assert record["drift"]["left"] == {p: left.get(p, 0) for p in ("train", "val", "test")}
+    assert _log(fresh)["drift"]["left"] == {p: left.get(p, 0) for p in ("train", "val", "test")}
     assert f"left {', '.join(f'{p} {left[p]}' for p in ('train', 'val', 'test') if left[p])}" in result.stdout
     assert {n: record["departed"][n] for n in gone} == {n: before[n] for n in gone}
     with fresh.lock("test"):
@@ -211,6 +218,8 @@ def test_images_that_leave_leave_their_part_and_come_back_to_it(fresh):
         export(fresh, progress=False)
     make("split", data=fresh.root)
     assert _parts(fresh) == before  # back where they were
+    assert (fresh.export / "split.json").read_bytes() == first_record  # the same state, the same record
+    assert len((fresh.export / "split-log.jsonl").read_text().splitlines()) == 3  # and the three runs logged
 
 
 def test_resplit_redraws_train_and_val_keeps_test_and_the_old_record(fresh):
@@ -256,6 +265,11 @@ def test_folds_are_grouped_and_stratified(fresh):
         for name, total in totals.items():
             assert abs(in_fold[name] / total - 0.2) <= 0.03, (k, name)
     assert "folds: 5 grouped, stratified folds" in result.stdout
+    written = {p.name: p.read_bytes() for p in (fresh.export / "folds").iterdir()}
+    make("split", data=fresh.root)  # kept like the other settings
+    assert {p.name: p.read_bytes() for p in (fresh.export / "folds").iterdir()} == written
+    make("split", "FOLDS=0", data=fresh.root)
+    assert not list((fresh.export / "folds").iterdir())
 
 
 def test_balance_places_groups_by_class_shares_around_fixed_ones():
@@ -284,4 +298,14 @@ def test_bad_shares_are_refused(fresh):
     assert result.returncode == 2 and "split.json: cannot read" in result.stderr and "RESPLIT=test" in result.stderr
     make("split", "RESPLIT=test", data=fresh.root)  # draws anew, keeping the unreadable record beside
     assert [p.read_text() for p in fresh.export.glob("split-*.json")] == ["{not json"]
-    assert json.loads((fresh.export / "split.json").read_text())["mode"] == "all"
+    assert _log(fresh)["mode"] == "all"
+
+
+def test_the_card_reads_three_parts(fresh):
+    make("split", "VAL=0.2", "TEST=0.1", data=fresh.root)
+    make("card", data=fresh.root)
+    card = (fresh.export / "DATASET.md").read_text()
+    counts = json.loads((fresh.export / "split.json").read_text())["counts"]
+    for part in ("train", "val", "test"):
+        assert re.search(rf"^\| {part} \| {counts[part]['images']} \|", card, re.M), part
+    assert "train, val, test, split.json" in card and "so val and test hold no copies" in card

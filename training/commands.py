@@ -68,15 +68,11 @@ def detect(dataset, args):
 
 def weights(_dataset, args):
     from dataset.manifest import sha256_file
-    from dataset.results import Result
+    from dataset.results import Message
     from .weights import URL, fetch
     path = fetch(args.weights_url or URL, Path(args.weights_cache) if args.weights_cache else None, args.sha256)
-
-    class Fetched(Result):
-        def summary(self):
-            return (f"{path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {sha256_file(path)}): "
-                    f"`make train` uses it by default (WEIGHTS=auto or coco).")
-    return Fetched()
+    return Message(f"{path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {sha256_file(path)}): "
+                   f"`make train` uses it by default (WEIGHTS=auto or coco).")
 
 
 RUNS = Var("RUNS", "the runs folder (default runs)", default="runs")
