@@ -241,15 +241,19 @@ def _free_name(folder: Path, name: str, taken_stems: set[str]) -> Path:
 
 
 def _check_image(path: Path) -> tuple[str, images.ImageInfo | None, str]:
-    """(sha256, ImageInfo or None, why not) of a source image, from one read of its bytes."""
+    """(sha256, ImageInfo or None, why not) of a source image, from one read of its bytes.
+    The ImageInfo also carries the file's byte size and mtime: the copy keeps both, so validate
+    knows the facts are the file's while it is unchanged."""
     try:
+        stat = path.stat()
         data = path.read_bytes()
     except OSError as error:
         return "", None, f"cannot read: {error.strerror or error}"
     sha = hashlib.sha256(data).hexdigest()
     try:
         with images.open_image(data) as image:
-            info = images.ImageInfo(image.width, image.height, image.format or "", images.orientation(image))
+            info = images.ImageInfo(image.width, image.height, image.format or "", images.orientation(image),
+                                    file=(len(data), stat.st_mtime_ns))
             if image.format == "JPEG":
                 image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
             images.load(image)
@@ -370,6 +374,7 @@ def plan_import(dataset: Dataset, source: Source, class_map: ClassMap, result: I
                   "source_path": str(item.image), "import_format": source.format}
         if info.orientation not in (0, 1):
             record["exif_orientation"] = info.orientation
+        record["bytes"], record["mtime_ns"] = info.file  # the copy keeps both (copy_file's copystat)
         if not class_map.is_identity():
             record["class_map"] = {"rename": class_map.rename, "drop": sorted(class_map.drop)}
         data = None
