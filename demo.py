@@ -124,28 +124,29 @@ def export(ctx: DemoContext) -> str:
 
 
 def split(ctx: DemoContext) -> str:
-    result = call("split", ctx.data, val=0.25, seed=0)
+    result = call("split", ctx.data, val=0.25, test=0.2, seed=0)
     _shown(result)
-    return (f"train {result.counts['train']['images']} / val {result.counts['val']['images']} images; "
-            f"{result.random_cross_pairs} near-duplicate pairs a random split would have leaked")
+    return (f"train {result.counts['train']['images']} / val {result.counts['val']['images']} / test "
+            f"{result.counts['test']['images']} images; {result.random_cross_pairs} duplicate pairs a random "
+            f"split would have leaked")
 
 
 def train(ctx: DemoContext) -> str:
-    """A short training run from scratch, then evaluate it and detect on one val image."""
+    """A short training run from scratch, then evaluate it and detect on one held-out (test) image."""
     settings = QUICK_TRAINING if ctx.quick else FULL_TRAINING
     trained = call("train", ctx.data, runs=str(ctx.runs), weights="none", train_seed=0,
                    freeze_backbone=False, random_transform=False, **settings)
     run = str(trained.run)
     ctx.notes["train_run"] = trained.run
-    val_image = _first_image(ctx.data.export / "val.csv")
-    if val_image:
+    held_out = _first_image(ctx.data.export / "test.csv") or _first_image(ctx.data.export / "val.csv")
+    if held_out:
         evaluation = call("evaluate", ctx.data, run=run, runs=str(ctx.runs)).numbers
         aps = ", ".join(f"{name} {c['ap']:.3f}" for name, c in evaluation["classes"].items())
-        scores = (f"val mAP {evaluation['mAP']:.3f} ({aps})" if evaluation["mAP"] is not None
-                  else "no val boxes")
+        scores = (f"{evaluation['part']} mAP {evaluation['mAP']:.3f} ({aps})" if evaluation["mAP"] is not None
+                  else f"no {evaluation['part']} boxes")
     else:
-        scores = "no val set to evaluate on"
-    image = val_image or _first_image(ctx.data.export / "train.csv")
+        scores = "no val or test part to evaluate on"
+    image = held_out or _first_image(ctx.data.export / "train.csv")
     detected = call("detect", ctx.data, run=run, runs=str(ctx.runs), image=str(ctx.data.export / image),
                     score=0.3)
     ctx.notes["detections"] = detected.out
@@ -170,7 +171,7 @@ def report(ctx: DemoContext) -> str:
     images, classes = numbers["images"], numbers["classes"]
     per_class = ", ".join(f"{name} {count}" for name, count in classes["boxes"].items())
     latest = next((r for r in numbers["runs"] if isinstance(r.get("mAP"), (int, float))), None)
-    m_ap = f", val mAP {latest['mAP']:.3f}" if latest else ""
+    m_ap = f", {latest.get('part') or 'val'} mAP {latest['mAP']:.3f}" if latest else ""
     return (f"{result.page}: {images['total']} images ({images['annotated']} annotated, {images['pending']} "
             f"pending, {images['quarantined']['total']} quarantined), {classes['total_boxes']} boxes "
             f"({per_class}), {numbers['validation']['errors']} validation errors{m_ap}")

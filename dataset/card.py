@@ -124,6 +124,8 @@ def current_exports(dataset: Dataset, report, stage: str, package: bool = False)
     if package and not (export / "classes.csv").exists():
         raise MasksetError(f"{export / 'classes.csv'}: not found. {fix}")
     part_files = {part: export / f"{part}.csv" for part in PARTS}
+    if (export / "test.csv").exists():  # make split TEST=: a third part
+        part_files["test"] = export / "test.csv"
     present = [p for p in part_files.values() if p.exists()]
     if not present:
         return found
@@ -303,7 +305,7 @@ def _split_settings(dataset: Dataset) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {k: data.get(k) for k in ("val", "seed", "threshold", "dhash_threshold") if k in data}
+    return {k: data.get(k) for k in ("val", "test", "seed", "threshold", "dhash_threshold") if k in data}
 
 
 # -- the card (Markdown) -----------------------------------------------------------------------------
@@ -354,7 +356,8 @@ def render(f: Facts) -> str:
     if f.parts:
         settings = ", ".join(f"{k} {v}" for k, v in f.split.items())
         out.append(f"The split (`make split`{': ' + settings if settings else ''}) keeps exact and "
-                   f"near-duplicate images on one side, so val holds no copies of training images.")
+                   f"near-duplicate images in one part, so {' and '.join(p for p in f.parts if p != 'train')} "
+                   f"hold no copies of training images.")
     else:
         out.append("Not split into train and val yet (`make split`).")
     out += ["", f"Not annotated yet, so not in the CSV files: {_n(f.pending, 'image')}"
@@ -365,7 +368,8 @@ def render(f: Facts) -> str:
         w, h = f.sizes["width"], f.sizes["height"]
         out.append(f"Image sizes (annotated images), width x height in pixels: median {w['median']} x "
                    f"{h['median']}, widths {w['min']} to {w['max']}, heights {h['min']} to {h['max']}.")
-    csvs = (f"`export/` (keras-retinanet CSV: annotations, classes{', train, val, split.json' if f.parts else ''})"
+    split_files = ", ".join([*f.parts, "split.json"])
+    csvs = (f"`export/` (keras-retinanet CSV: annotations, classes{', ' + split_files if f.parts else ''})"
             if f.exported else "no CSV files yet (`make export`)")
     out += ["", f"Files: `images/` ({f.images}), `annotations/` (Pascal VOC, one per annotated image, "
                 f"labelImg's format), {csvs}, `ATTRIBUTION.csv` (one row per image).", ""]

@@ -48,9 +48,11 @@ def yes_no(text: str | bool, name: str = "value") -> bool:
 class Var:
     """One make variable of a command: `VAL=0.2` is `--val 0.2`.
 
-    type: str, int, float, bool (a switch: `FIX=1` is `--fix`), or yes_no (an explicit 1/0)."""
+    type: str, int, float, bool (a switch: `FIX=1` is `--fix`), or yes_no (an explicit 1/0).
+    help: the text, or a function giving it (called only when that command's options are shown,
+    so a default held by a heavy module costs nothing to the other commands)."""
     name: str
-    help: str
+    help: str | Callable[[], str]
     type: Callable = str
     default: Any = None
     choices: tuple | None = None
@@ -67,15 +69,16 @@ class Var:
         return name + "_" if keyword.iskeyword(name) else name  # CLASS= is args.class_
 
     def add_to(self, parser: argparse.ArgumentParser) -> None:
+        text = self.help() if callable(self.help) else self.help
         if self.type is bool:
-            parser.add_argument(self.option, dest=self.dest, action="store_true", help=self.help)
+            parser.add_argument(self.option, dest=self.dest, action="store_true", help=text)
             return
         convert = self.type
         if self.type is yes_no:
             convert = lambda text, name=self.name: yes_no(text, name)  # noqa: E731
         parser.add_argument(self.option, dest=self.dest, type=convert, default=self.default,
                             choices=self.choices, nargs="*" if self.many else None,
-                            metavar=self.metavar, help=self.help)
+                            metavar=self.metavar, help=text)
 
     def from_environment(self, environ) -> list[str]:
         """The argv words for this variable as make passed it (an exported variable), or []."""
@@ -118,23 +121,29 @@ class Registry:
     commands: dict[str, Command] = field(default_factory=dict)
 
     @classmethod
-    def load(cls) -> "Registry":
+    def load(cls, until: str | None = None) -> "Registry":
+        """Every package's commands; with `until`, only the modules up to the one declaring that
+        command (`maskset validate` need not import the scraper's or the trainer's modules)."""
         registry = cls()
         for module_name in COMMAND_MODULES:
             for command in importlib.import_module(module_name).COMMANDS:
                 if command.name in registry.commands:
                     raise RuntimeError(f"two commands named {command.name}")
                 registry.commands[command.name] = command
+            if until is not None and until in registry.commands:
+                break
         return registry
 
 
-def build_parser(registry: Registry) -> argparse.ArgumentParser:
+def build_parser(registry: Registry, only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskset", description=__doc__.splitlines()[0])
     parser.add_argument("--make", action="store_true",
                         help="read the stage's options from make variables in the environment")
     parser.add_argument("--make-help", action="store_true", help="list every make target and variable")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in registry.commands.values():
+        if only is not None and command.name != only:
+            continue
         p = sub.add_parser(command.name, help=command.help, description=command.help)
         for var in command.variables():
             var.add_to(p)
@@ -244,8 +253,11 @@ def main(argv=None, environ=None) -> int:
     environ = os.environ if environ is None else environ
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        registry = Registry.load()
-        parser = build_parser(registry)
+        named = argv[1] if argv[:1] == ["--make"] and len(argv) == 2 else (argv[0] if argv else None)
+        registry = Registry.load(until=named)
+        if named not in registry.commands:  # --help, --make-help, a typo: every command
+            named, registry = None, Registry.load()
+        parser = build_parser(registry, only=named)
         if argv[:1] == ["--make-help"]:
             print(make_help(registry))
             return 0

@@ -10,16 +10,23 @@ from pathlib import Path
 
 from .cli import Command, Var
 from .errors import MasksetError
-from .neighbours import DEFAULT_DHASH_THRESHOLD, DEFAULT_THRESHOLD
+
+
+def _defaults() -> tuple[int, int]:
+    """The duplicate finder's thresholds (dataset.neighbours: imported only when needed)."""
+    from .neighbours import DEFAULT_DHASH_THRESHOLD, DEFAULT_THRESHOLD
+    return DEFAULT_THRESHOLD, DEFAULT_DHASH_THRESHOLD
+
 
 THRESHOLDS = (
-    Var("THRESHOLD", f"pHash Hamming distance (of 64 bits) at or below which two images are near "
-                     f"duplicates (default {DEFAULT_THRESHOLD}; 0 = identical-looking only)",
-        int, DEFAULT_THRESHOLD),
-    Var("DHASH_THRESHOLD", f"... and their dHashes within this many bits (of 128): the second opinion "
-                           f"(default {DEFAULT_DHASH_THRESHOLD}; 128 = pHash alone)", int,
-        DEFAULT_DHASH_THRESHOLD),
+    Var("THRESHOLD", lambda: f"pHash Hamming distance (of 64 bits) at or below which two images are near "
+                             f"duplicates (default {_defaults()[0]}; 0 = identical-looking only)", int),
+    Var("DHASH_THRESHOLD", lambda: f"... and their dHashes within this many bits (of 128): the second opinion "
+                                   f"(default {_defaults()[1]}; 128 = pHash alone)", int),
 )
+# split keeps the thresholds its record was drawn with unless they are given
+SPLIT_THRESHOLDS = tuple(Var(v.name, lambda v=v: v.help().replace("(default", "(default: the split's own, or"),
+                             int) for v in THRESHOLDS)
 
 
 def sample(_dataset, args):
@@ -53,8 +60,10 @@ def check_import(args):
 
 def dedupe(dataset, args):
     from .dedupe import dedupe as run_dedupe
-    return run_dedupe(dataset, args.threshold, args.dry_run, progress=not args.quiet,
-                      dhash_threshold=args.dhash_threshold)
+    threshold, dhash_threshold = _defaults()
+    return run_dedupe(dataset, threshold if args.threshold is None else args.threshold, args.dry_run,
+                      progress=not args.quiet,
+                      dhash_threshold=dhash_threshold if args.dhash_threshold is None else args.dhash_threshold)
 
 
 def restore(dataset, args):
@@ -85,7 +94,7 @@ def package(dataset, args):
 
 def validate(dataset, args):
     from .validate import fix, validate as run_validate
-    report = run_validate(dataset, include_drafts=args.include_drafts)
+    report = run_validate(dataset, include_drafts=args.include_drafts, recheck=args.recheck)
     if args.fix:
         report = fix(dataset, report, args.include_drafts)
     return report
@@ -109,7 +118,18 @@ def relabel(dataset, args):
 
 def split(dataset, args):
     from .split import make_split
-    return make_split(dataset, args.val, args.seed, args.threshold, dhash_threshold=args.dhash_threshold)
+    return make_split(dataset, args.val, args.seed, args.threshold, progress=not args.quiet,
+                      dhash_threshold=args.dhash_threshold, test=args.test, resplit=args.resplit,
+                      folds=args.folds)
+
+
+def leakcheck(dataset, args):
+    from .leakcheck import run
+    if not args.other:
+        raise MasksetError("nothing to check against: pass OTHER=<folder | CSV | COCO json>, e.g. "
+                           "make leakcheck OTHER=../coco/annotations/instances_val2017.json")
+    return run(dataset, args.other, args.part, args.threshold, args.dhash_threshold, args.other_images,
+               Path(args.out) if args.out else None, progress=not args.quiet)
 
 
 def report(dataset, args):
@@ -165,6 +185,8 @@ COMMANDS = [
     Command("validate", "check every VOC file against its real image", validate, (
         Var("FIX", "apply the safe fixes, keeping originals in quarantine/fixed/", bool),
         Var("INCLUDE_DRAFTS", "validate unreviewed drafts as annotations", bool),
+        Var("RECHECK", "check every file again, decoding every image (unchanged files are otherwise "
+                       "remembered)", bool),
     ), lock=lambda args: "write" if args.fix else "read"),
     Command("export", "training files: keras-retinanet's CSV (export/annotations.csv, classes.csv), or "
                       "FORMAT=coco|yolo|voc under export/<format>/", export, (
@@ -179,11 +201,28 @@ COMMANDS = [
             relabel, (
         Var("MAP", 'old=new pairs: "noMask=no_mask"; "a=x,b=x" merges a and b into x'),
     )),
-    Command("split", "train/val without near-duplicate leakage", split, (
-        Var("VAL", "share of images for validation (default 0.2)", float, 0.2),
-        Var("SEED", "random seed (default 0)", int, 0),
-        *THRESHOLDS,
+    Command("split", "train/val/test without duplicate leakage, kept stable as the dataset grows", split, (
+        Var("VAL", "share of boxes (per class) and images for validation (default 0.2; a kept split: "
+                   "its own)", float),
+        Var("TEST", "share for the test part (default 0: no test part; a kept split: its own)", float),
+        Var("SEED", "random seed (default 0)", int),
+        Var("RESPLIT", "1: draw train and val again (test stays); test: all three. The old split.json "
+                       "is kept beside. Unset: keep every earlier image where it is, place new ones"),
+        Var("FOLDS", "also write k grouped, stratified cross-validation folds of train+val "
+                     "(export/folds/; later runs keep them, FOLDS=0 drops them)", int),
+        *SPLIT_THRESHOLDS,
+        Var("QUIET", "no progress bars", bool),
     )),
+    Command("leakcheck", "near duplicates between this dataset (or one part) and another image set; "
+                         "exit 1 on any", leakcheck, (
+        Var("OTHER", "the other image set: a folder, a CSV (path,...) or a COCO annotation file (.json)"),
+        Var("PART", "train, val, test or all (default: all of images/)", default="all",
+            choices=("all", "train", "val", "test")),
+        Var("OTHER_IMAGES", "the folder holding a COCO file's images (default: found beside it)"),
+        *THRESHOLDS,
+        Var("OUT", "write leakcheck.html and .json here instead of export/ (for a read-only dataset)"),
+        Var("QUIET", "no progress bars", bool),
+    ), lock="read"),
     Command("card", "export/DATASET.md (the dataset's datasheet) and export/ATTRIBUTION.csv", card, (
         Var("OUT", "write them into this folder instead of export/ (for a read-only dataset)"),
     ), lock="read"),

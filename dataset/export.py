@@ -12,9 +12,7 @@ import io
 from collections import Counter
 from dataclasses import dataclass, field
 
-from PIL import Image
-
-from . import atomic, boxes
+from . import atomic, boxes, memo
 from . import progress as progress_bars
 from .errors import MasksetError
 from .layout import Dataset
@@ -31,14 +29,19 @@ class ExportResult(Result):
     pending: int = 0
     drafts: int = 0
     written: list[str] = field(default_factory=list)
+    checked: int = 0   # VOC files validate checked for this export (0: it reused the last validation)
+    unchanged: bool = False  # nothing changed since the last export: its files stand as they are
 
     def summary_line(self) -> str:
         per_class = ", ".join(f"{k} {v}" for k, v in sorted(self.boxes.items()))
         return (f"export: {self.images} images ({self.negatives} with no objects), "
                 f"{sum(self.boxes.values())} boxes ({per_class}); {self.pending} pending not exported"
-                + (f", {self.skipped_difficult} difficult boxes skipped" if self.skipped_difficult else ""))
+                + (f", {self.skipped_difficult} difficult boxes skipped" if self.skipped_difficult else "")
+                + f"; validation: {self.checked} VOC files checked, the rest as the last validate found them")
 
     def summary(self) -> str:
+        if self.unchanged:
+            return self.summary_line() + "\nnothing changed since the last export: its CSV files are up to date"
         return self.summary_line() + (f"\nwrote {' and '.join(self.written)}" if self.written else "")
 
 
@@ -53,6 +56,7 @@ def resized_copy(dataset: Dataset, image_name: str, sides: tuple[int, int]) -> t
     keras-retinanet's resize (shorter side to min, longer side at most max) a copy scaled that
     way is written once under export/resized/<min>x<max>/, so training skips decoding and
     shrinking a large photo at every step; otherwise the image itself, at scale 1."""
+    from PIL import Image
     source = dataset.images / image_name
     with Image.open(source) as image:
         width, height = image.size
@@ -76,10 +80,10 @@ def annotation_rows(dataset: Dataset, report: Report, skip_difficult: bool = Fal
     resize=(min_side, max_side): point the rows at pre-resized copies, boxes scaled to match."""
     result = ExportResult(pending=len(report.pending), drafts=len(report.drafts))
     rows = []
+    folder = f"../{dataset.images.name}/"
     for image_name in progress_bars.bar(sorted(report.annotations), desc="export", enabled=bool(resize)):
         ann = report.annotations[image_name]
-        path, scale = resized_copy(dataset, image_name, resize) if resize else \
-            (f"../{dataset.images.name}/{image_name}", 1.0)
+        path, scale = resized_copy(dataset, image_name, resize) if resize else (folder + image_name, 1.0)
         objects = [o for o in ann.objects if not (skip_difficult and o.difficult)]
         result.skipped_difficult += len(ann.objects) - len(objects)
         if ann.objects and not objects:
@@ -99,11 +103,23 @@ def export(dataset: Dataset, skip_difficult: bool = False, include_drafts: bool 
            progress: bool = True, resize: tuple[int, int] | None = None) -> ExportResult:
     report = validate(dataset, include_drafts=include_drafts, progress=progress)
     refuse_errors(dataset, report, "export refuses to write training data from them", "export again")
-    rows, result = annotation_rows(dataset, report, skip_difficult, resize)
     classes = dataset.classes()
-    atomic.write_text(dataset.export / "annotations.csv", csv_text(rows))
-    atomic.write_text(dataset.export / "classes.csv", csv_text([name, i] for i, name in enumerate(classes)))
-    result.written = [str(dataset.export / "annotations.csv"), str(dataset.export / "classes.csv")]
+    # the same validated files, classes and options as the last export, whose files are untouched:
+    # nothing to write (with RESIZE= the copies are files too: always written)
+    inputs = {"writer": "keras-retinanet csv 1", "validation": report.signature, "classes": classes,
+              "skip_difficult": skip_difficult, "include_drafts": include_drafts}
+    done = None if resize else memo.previous(dataset, "export", inputs)
+    if done is not None:
+        return ExportResult(**{**done, "boxes": Counter(done["boxes"]), "written": [], "checked": report.checked,
+                               "unchanged": True})
+    rows, result = annotation_rows(dataset, report, skip_difficult, resize)
+    result.checked = report.checked
+    outputs = [dataset.export / "annotations.csv", dataset.export / "classes.csv"]
+    atomic.write_text(outputs[0], csv_text(rows))
+    atomic.write_text(outputs[1], csv_text([name, i] for i, name in enumerate(classes)))
+    result.written = [str(path) for path in outputs]
+    if not resize:
+        memo.record(dataset, "export", inputs, outputs, result.to_json())
     return result
 
 

@@ -118,8 +118,10 @@ def _write_cache(path: Path, entries: dict[str, tuple[int, int, Fingerprint, str
     atomic.write_text(path, "".join(lines))
 
 
-def image_records(dataset, files=None, progress: bool = True) -> dict[str, tuple[Fingerprint, str]]:
-    """file name in images/ -> (Fingerprint, sha256); only new or changed files are read again.
+def image_records(dataset, files=None, progress: bool = True,
+                  counts: dict | None = None) -> dict[str, tuple[Fingerprint, str]]:
+    """file name in images/ -> (Fingerprint, sha256); only new or changed files are read again
+    (`counts`, if given, gets "hashed": how many were).
 
     A file is unchanged when its size and mtime match the cache. Entries of files that left the
     dataset are pruned; those of files in quarantine/ stay (a restore brings them back with the
@@ -142,6 +144,8 @@ def image_records(dataset, files=None, progress: bool = True) -> dict[str, tuple
         hit = cache.get(path.name)
         if hit is None or hit[:2] != wanted[path.name]:
             stale.append(path)
+    if counts is not None:
+        counts["hashed"] = len(stale)
     gone = set(cache) - set(wanted) - _names_kept(dataset) if files is None else set()
     if stale or gone:
         for path, (fingerprint, sha) in _hash_many(stale, progress).items():

@@ -38,6 +38,7 @@ class ImageInfo:
     height: int
     format: str
     orientation: int  # EXIF orientation, 1 = upright (none)
+    file: tuple[int, int] | None = None  # (bytes, mtime_ns) of the file these facts were read from
 
 
 @contextmanager

@@ -271,15 +271,19 @@ def _listing(folder: Path) -> set[str]:
 
 
 def _check_image(path: Path) -> tuple[str, images.ImageInfo | None, str]:
-    """(sha256, ImageInfo or None, why not) of a source image, from one read of its bytes."""
+    """(sha256, ImageInfo or None, why not) of a source image, from one read of its bytes.
+    The ImageInfo also carries the file's byte size and mtime: the copy keeps both, so validate
+    knows the facts are the file's while it is unchanged."""
     try:
         with open(path, "rb", buffering=0) as handle:
+            stat = os.fstat(handle.fileno())
             data = handle.readall()
     except OSError as error:
         return "", None, f"cannot read: {error.strerror or error}"
     sha = hashlib.sha256(data).hexdigest()
     try:
         info = images.check_bytes(data)
+        info.file = (len(data), stat.st_mtime_ns)
     except images.NotAnImage as why:
         return sha, None, f"not a readable image: {why}"
     return sha, info, ""
@@ -421,6 +425,8 @@ def plan_import(dataset: Dataset, source: Source, class_map: ClassMap, result: I
                   "import_source": source_root}
         if info.orientation not in (0, 1):
             record["exif_orientation"] = info.orientation
+        record["bytes"], record["mtime_ns"] = info.file  # the copy keeps both (copy_file's copystat)
+        record["decoded"] = False  # header and end checked, pixels not: validate decodes it once
         if mapped:
             record["class_map"] = {"rename": class_map.rename, "drop": sorted(class_map.drop)}
         data = None
@@ -515,7 +521,7 @@ def carry_out(dataset: Dataset, planned: list[Planned], classes_to_write: list[s
             if link:
                 result.images_linked += atomic.link_or_copy(item.source, target, durable=False)
             else:
-                atomic.copy_file(item.source, target, durable=False, keep_times=False)
+                atomic.copy_file(item.source, target, durable=False)
             result.images_added += 1
         if item.annotation is not None:
             if _write_annotation(dataset, name, item.annotation, durable=False):

@@ -337,6 +337,23 @@ def _validation(dataset: Dataset, data: dict | None, parse_errors: list[dict], n
     }
 
 
+def _split_summary(split: dict | None, dataset: Dataset) -> dict | None:
+    """split.json without its per-image lists (which part each image is in, its sha256, the
+    duplicate groups): the parts' counts, the settings, the leakage prevented, how many images are
+    held out; and from the split's log, when and how it last ran and the drift since the run before."""
+    if not split:
+        return split
+    from .split import last_run
+    per_image = ("parts", "images", "sha256", "departed", "near_duplicate_groups", "held_out")
+    summary = {k: v for k, v in split.items() if k not in per_image}
+    summary["held_out"] = len(split.get("held_out") or {})
+    if isinstance(split.get("folds"), dict):
+        summary["folds"] = {k: v for k, v in split["folds"].items() if k != "images"}
+    last = last_run(dataset) or {}
+    summary.update({k: last.get(k) for k in ("time", "mode", "drift") if k not in summary})
+    return summary
+
+
 # -- the report -------------------------------------------------------------------------------
 def collect(dataset: Dataset, runs_dir: Path | str | None = None, min_side: int = IMAGE_MIN_SIDE,
             max_side: int = IMAGE_MAX_SIDE, max_runs: int = MAX_RUNS, progress: bool = True) -> DatasetReport:
@@ -363,7 +380,7 @@ def collect(dataset: Dataset, runs_dir: Path | str | None = None, min_side: int 
     per_image = walk["per_image"]
 
     dedupe = _read_json(dataset.export / "dedupe.json", problems)
-    split = _read_json(dataset.export / "split.json", problems)
+    split = _split_summary(_read_json(dataset.export / "split.json", problems), dataset)
     validate = _read_json(dataset.export / "validate.json", problems)
     runs = [training_runs.summary(folder)
             for folder in training_runs.recent(runs_dir, data=dataset.root, limit=max_runs)]
@@ -460,13 +477,21 @@ def summary_text(report: DatasetReport) -> str:
                  + (" (stale: files changed since; run make validate)" if v["stale"] else ""))
     if n["split"]:
         counts = n["split"].get("counts") or {}
+        parts = [p for p in ("train", "val", "test") if p != "test" or (counts.get("test") or {}).get("images")]
         lines.append("split: " + ", ".join(f"{part} {(counts.get(part) or {}).get('images', 0)} images"
-                                            for part in ("train", "val"))
-                     + f", {(n['split'].get('leakage') or {}).get('near_duplicate_pairs', 0)} near-duplicate "
-                       f"pairs kept on one side")
+                                            for part in parts)
+                     + f", {(n['split'].get('leakage') or {}).get('near_duplicate_pairs', 0)} duplicate "
+                       f"pairs kept in one part"
+                     + (f", {n['split']['held_out']} held out" if n["split"].get("held_out") else ""))
+        drift = n["split"].get("drift")
+        if isinstance(drift, dict):
+            added = sum((drift.get("added") or {}).values())
+            left = sum((drift.get("left") or {}).values())
+            lines.append(f"since the split before ({drift.get('since') or '?'}): {added} new images placed, "
+                         f"{left} left")
     for r in n["runs"][:3]:
         m_ap = f"{r['mAP']:.3f}" if isinstance(r["mAP"], (int, float)) else "n/a"
-        lines.append(f"run {r['id']}: val mAP {m_ap} after {r['epochs']} epochs")
+        lines.append(f"run {r['id']}: {r.get('part') or 'val'} mAP {m_ap} after {r['epochs']} epochs")
     for problem in n["problems"]:
         lines.append(f"warning: {problem}")
     return "\n".join(lines)

@@ -322,38 +322,105 @@ def _validation_section(report: DatasetReport, dataset: Dataset) -> str:
 def _split_section(report: DatasetReport) -> str:
     split = report.numbers["split"]
     if not split:
-        return _section("split", "Split", "<p>Not split yet: <code>make split</code> writes train.csv "
-                                          "and val.csv.</p>")
+        return _section("split", "Split", "<p>Not split yet: <code>make split</code> writes train.csv, "
+                                          "val.csv (and test.csv with TEST=).</p>")
     counts = split.get("counts") or {}
+    parts = [p for p in ("train", "val", "test") if p != "test" or (counts.get("test") or {}).get("images")
+             or split.get("test")]
     names = sorted({c for part in counts.values() if isinstance(part, dict)
                     for c in (part.get("boxes") or {})})
+    totals = {n: sum(((counts.get(p) or {}).get("boxes") or {}).get(n, 0) for p in parts) for n in names}
     rows = [[part, (counts.get(part) or {}).get("images", 0)]
             + [((counts.get(part) or {}).get("boxes") or {}).get(n, 0) for n in names]
-            for part in ("train", "val")]
+            + [f"{((counts.get(part) or {}).get('boxes') or {}).get(n, 0) / totals[n]:.1%}" if totals[n] else "-"
+               for n in names]
+            for part in parts]
     leakage = split.get("leakage") or {}
-    facts = [["validation fraction", split.get("val", "")], ["seed", split.get("seed", "")],
+    facts = [["val share asked", split.get("val", "")], ["test share asked", split.get("test", 0)],
+             ["seed", split.get("seed", "")], ["drawn", split.get("mode", "new")],
              ["pHash threshold", split.get("threshold", "")],
              ["dHash threshold", split.get("dhash_threshold", "")],
-             ["near-duplicate groups", split.get("groups", "")],
-             ["near-duplicate pairs kept on one side", leakage.get("near_duplicate_pairs", "")],
-             ["pairs a random split would have put across", leakage.get("random_split_cross_pairs", "")]]
+             ["duplicate groups", split.get("groups", "")],
+             ["duplicate pairs kept in one part", leakage.get("near_duplicate_pairs", "")],
+             ["pairs a random split would have put across parts", leakage.get("random_split_cross_pairs", "")],
+             ["images held out (a duplicate no part can take)", split.get("held_out", 0)]]
+    if isinstance(split.get("folds"), dict):
+        facts.append(["cross-validation folds", split["folds"].get("k", "")])
     plot = ""
     if names:
         fig, ax = _figure()
         x = np.arange(len(names))
-        for offset, part, colour in ((-0.2, "train", "#1f77b4"), (0.2, "val", "#ff7f0e")):
-            ax.bar(x + offset, [((counts.get(part) or {}).get("boxes") or {}).get(n, 0) for n in names],
-                   0.4, label=part, color=colour)
+        width = 0.8 / len(parts)
+        for i, (part, colour) in enumerate(zip(parts, ("#1f77b4", "#ff7f0e", "#2ca02c"))):
+            ax.bar(x - 0.4 + width * (i + 0.5),
+                   [((counts.get(part) or {}).get("boxes") or {}).get(n, 0) for n in names], width,
+                   label=part, color=colour)
         ax.set_xticks(x, names)
         ax.set_ylabel("boxes")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
-        ax.set_title("boxes per class in train and val", fontsize=10)
+        ax.set_title("boxes per class in each part", fontsize=10)
         plot = _png(fig, "split")
     stale = '<p class="warn">Images or annotations changed after the split; run <code>make export split' \
             '</code> again.</p>' if report.numbers.get("split_stale") else ""
-    body = _grid(_table(["part", "images"] + [f"{n} boxes" for n in names], rows) + _table(["", ""], facts), plot)
-    return _section("split", "Split", stale + body)
+    body = _grid(_table(["part", "images"] + [f"{n} boxes" for n in names] + [f"{n} share" for n in names], rows)
+                 + _table(["", ""], facts), plot)
+    return _section("split", "Split", stale + body + _drift_table(split.get("drift"), parts),
+                    "No duplicate group is in two parts. Re-running keeps every earlier image in its part; "
+                    "new images go to train and val, the test part changes only with RESPLIT=test.")
+
+
+def _drift_table(drift, parts) -> str:
+    """What changed since the split before: images per part, new and gone, and the shares."""
+    if not isinstance(drift, dict):
+        return ""
+    rows = []
+    for part in parts:
+        before, after = (drift.get("images") or {}).get(part, [0, 0])
+        rows.append([part, before, after, (drift.get("added") or {}).get(part, 0),
+                     (drift.get("left") or {}).get(part, 0)])
+    shares = []
+    for part in parts:
+        for name, pair in sorted(((drift.get("shares") or {}).get(part) or {}).items()):
+            before, after = pair
+            shares.append([part, name, "-" if before is None else f"{before:.1%}",
+                           "-" if after is None else f"{after:.1%}"])
+    moved = drift.get("moved") or 0
+    return (f"<h3>Drift since the split of {escape(str(drift.get('since') or 'before'))}</h3>"
+            + (f'<p class="warn">{moved} earlier images changed part (a RESPLIT).</p>' if moved else "")
+            + _grid(_table(["part", "images before", "images now", "new", "left"], rows),
+                    _table(["part", "class", "share of boxes before", "now"], shares, numeric_from=2)))
+
+
+def _evaluation_section(report: DatasetReport, folder: Path) -> str:
+    """The latest evaluation: the part it scored, its figures and its confusion matrix."""
+    run = next((r for r in report.runs if r.get("confusion")), None)
+    if run is None:
+        return _section("evaluation", "Latest evaluation", "<p>No run evaluated yet: <code>make evaluate"
+                                                           "</code> scores the latest run on the test part.</p>")
+    confusion = run["confusion"]
+    names = confusion.get("classes") or []
+    table_rows = [[name, *row, missed] for name, row, missed in
+                  zip(names, confusion.get("matrix") or [], confusion.get("missed") or [])]
+    table_rows.append(["background (false alarms)", *(confusion.get("false_alarms") or []), ""])
+    matrix = _table(["true \\ detected", *names, "missed"], table_rows)
+    coco, at, best = run.get("coco") or {}, run.get("at") or {}, run.get("best_f1") or {}
+    number = lambda value: value if isinstance(value, (int, float)) else "n/a"  # noqa: E731
+    figures = [["part scored", run.get("part") or "val"], ["AP at IoU 0.5, mean over classes", number(run["mAP"])],
+               ["COCO mAP@[.5:.95]", number(coco.get("mAP"))], ["COCO AP50", number(coco.get("AP50"))],
+               ["COCO AP75", number(coco.get("AP75"))],
+               [f"precision at score {at.get('score', 0.5):g}", number(at.get("precision"))],
+               [f"recall at score {at.get('score', 0.5):g}", number(at.get("recall"))],
+               [f"F1 at score {at.get('score', 0.5):g}", number(at.get("f1"))],
+               ["score that maximises F1", number(best.get("score"))], ["its F1", number(best.get("f1"))]]
+    notes = "".join(f'<p class="warn">{escape(w)}</p>' for w in run.get("evaluation_warnings") or [])
+    link = ("<p>" + html.relative_link(Path(run["errors_page"]), folder,
+                                       f"The images with the most errors ({run['id']})") + "</p>"
+            if run.get("errors_page") else "")
+    return _section("evaluation", f"Latest evaluation: {run['id']}",
+                    notes + _grid(_table(["", ""], figures), "<h3>Confusion matrix</h3>" + matrix) + link,
+                    f"Rows: the true class; columns: what the model detected, at score >= "
+                    f"{confusion.get('score', 0.5):g} and IoU {confusion.get('iou', 0.5)}.")
 
 
 def _runs_section(report: DatasetReport) -> str:
@@ -364,7 +431,9 @@ def _runs_section(report: DatasetReport) -> str:
     rows = [[r["id"], str(r["backbone"] or ""), r["epochs"], r["mAP"] if isinstance(r["mAP"], (int, float)) else "n/a"]
             + [r["classes"].get(n, {}).get("ap", "") if isinstance(r["classes"].get(n, {}).get("ap"), (int, float))
                else "" for n in names] for r in runs]
-    table = _table(["run", "backbone", "epochs", "val mAP"] + [f"AP {n}" for n in names], rows, numeric_from=2)
+    rows = [row[:3] + [r.get("part") or "val"] + row[3:] for row, r in zip(rows, runs)]
+    table = _table(["run", "backbone", "epochs", "scored on", "mAP"] + [f"AP {n}" for n in names], rows,
+                   numeric_from=2)
     plot = ""
     if any(r["log"] for r in runs):
         fig, ax = _figure()
@@ -386,10 +455,12 @@ def _runs_section(report: DatasetReport) -> str:
                      for r in runs[:2] for key, kind in (("curves_png", "curves"), ("pr_curve_png", "precision-recall"))
                      if r[key]])
     return _section("runs", "Training runs", _grid(table, plot) + curves,
-                    "The latest runs first; mAP at IoU 0.5 on the validation split.")
+                    "The latest runs first; mAP at IoU 0.5 on the part `make evaluate` scored (the log's "
+                    "val mAP before it ran).")
 
 
-def render(report: DatasetReport, dataset: Dataset) -> str:
+def render(report: DatasetReport, dataset: Dataset, folder: Path | None = None) -> str:
+    """The page; `folder`: where it will be written (links are relative to it; default export/)."""
     n = report.numbers
     images, classes, validation = n["images"], n["classes"], n["validation"]
     latest = next((r for r in n["runs"] if isinstance(r.get("mAP"), (int, float))), None)
@@ -407,13 +478,15 @@ def render(report: DatasetReport, dataset: Dataset) -> str:
               "warn" if validation["warnings"] else ""),
     )
     if latest:
-        cards = html.cards(cards, _card(f"val mAP ({latest['id']})", f"{latest['mAP']:.3f}"))
+        cards = html.cards(cards, _card(f"{latest.get('part') or 'val'} mAP ({latest['id']})", f"{latest['mAP']:.3f}"))
     problems = "".join(f'<p class="warn">{escape(p)}</p>' for p in n["problems"])
     sections = [_images_section(report), _classes_section(report), _sources_section(report),
                 _duplicates_section(report, dataset), _validation_section(report, dataset),
-                _split_section(report), _runs_section(report)]
+                _split_section(report), _evaluation_section(report, Path(folder or dataset.export)),
+                _runs_section(report)]
     nav = [("images", "Images"), ("classes", "Classes"), ("sources", "Sources"), ("duplicates", "Duplicates"),
-           ("validation", "Validation"), ("split", "Split"), ("runs", "Training runs")]
+           ("validation", "Validation"), ("split", "Split"), ("evaluation", "Evaluation"),
+           ("runs", "Training runs")]
     return html.page(f"maskset report: {Path(n['dataset']).name}", cards + problems + "".join(sections),
                      subtitle=f"{n['dataset']} · {n['generated']}", nav=nav, heading="maskset dataset report")
 
@@ -430,5 +503,5 @@ def write_report(dataset: Dataset, runs_dir: Path | str | None = None, progress:
         return None, report
     folder.mkdir(parents=True, exist_ok=True)
     atomic.write_json(folder / "report.json", report.numbers)
-    report.page = atomic.write_text(folder / "report.html", render(report, dataset))
+    report.page = atomic.write_text(folder / "report.html", render(report, dataset, folder))
     return report.page, report

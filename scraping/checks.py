@@ -38,6 +38,11 @@ class Checked:
     source_format: str   # what the server sent (JPEG, WEBP, GIF ...)
     converted: str = ""  # why it was converted ("" = stored byte for byte)
 
+    @property
+    def format(self) -> str:
+        """What is stored, as Pillow names it (no EXIF rotation is left in a stored image)."""
+        return {".jpg": "JPEG", ".png": "PNG", ".bmp": "BMP"}[self.suffix]
+
 
 def looks_like_markup(data: bytes) -> bool:
     head = data[:512].lstrip().lower()

@@ -182,7 +182,7 @@ def _record_for(outcome: _Outcome, options: ScrapeOptions) -> dict:
               "murl": result.murl, "purl": result.purl, "turl": result.turl, "title": result.title,
               "filters": dict(options.filters), "market": options.market,
               "width": checked.width, "height": checked.height,
-              "bytes": len(checked.data), "source_format": checked.source_format}
+              "bytes": len(checked.data), "format": checked.format, "source_format": checked.source_format}
     if checked.converted:
         record.update(converted=checked.converted, source_sha256=outcome.source_sha256)
     if options.optout == "ignore":

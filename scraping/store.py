@@ -96,7 +96,9 @@ class Store:
         jsonl.append(self.pending_path, record)
         if not target.exists():
             atomic.write_bytes(target, data)
-        return record
+        # what check_image learned when it decoded the image (width, height, format) belongs to
+        # this file while its size and mtime stay as recorded: validate then need not decode it
+        return {**record, "mtime_ns": target.stat().st_mtime_ns}
 
     def commit(self, record: dict) -> None:
         """Step (3), from one thread only: the manifest record."""

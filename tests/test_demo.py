@@ -31,9 +31,11 @@ def test_make_demo_runs_every_stage_and_summarises_it(tmp_path):
     assert validate["errors"] == 0
     train_rows = (dataset.export / "train.csv").read_text().splitlines()
     val_rows = (dataset.export / "val.csv").read_text().splitlines()
-    assert train_rows and val_rows
+    test_rows = (dataset.export / "test.csv").read_text().splitlines()
+    assert train_rows and val_rows and test_rows
     runs = sorted((work / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "inference.h5").exists() and (runs[0] / "evaluation.json").exists()
+    assert json.loads((runs[0] / "evaluation.json").read_text())["part"] == "test" and "test mAP" in lines["train"]
     assert (dataset.export / "report.html").exists()
     assert str(dataset.export / "report.html") in lines["report"]
 

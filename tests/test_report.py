@@ -279,3 +279,64 @@ def test_collect_writes_nothing(sample_dataset):
     collect(sample_dataset, progress=False)
     assert sorted(p.relative_to(sample_dataset.root) for p in sample_dataset.root.rglob("*")) == before
     assert manifest.read_records(sample_dataset)
+
+
+def test_report_shows_three_parts_drift_leakage_and_the_latest_confusion_matrix(tmp_path, sample_src, artifacts):
+    """Week 1: three parts. Week 2: dedupe takes duplicates out, the split is run again; a run is
+    evaluated (real figures and files from training.evaluate, on made-up detections)."""
+    import csv
+    import numpy as np
+    from training.evaluate import write_results
+    from training.figures import figures
+    data = Dataset.at(tmp_path / "data")
+    import_folder(data, sample_src, progress=False)
+    export(data, progress=False)
+    make_split(data, val=0.25, test=0.2, seed=0, progress=False)
+    week1 = json.loads((data.export / "split.json").read_text())["parts"]
+    with data.lock("test"):
+        dedupe(data, progress=False)
+    export(data, progress=False)
+    make_split(data, progress=False)
+    gone = {n for n in week1 if not (data.images / n).exists()}
+    assert gone  # the sample has duplicates on purpose
+
+    rows = list(csv.reader(open(data.export / "test.csv")))
+    paths = sorted({r[0] for r in rows})
+    names = ["mask", "no_mask"]
+    truth, detections = [], []
+    for number, path in enumerate(paths):
+        boxes = {k: np.array([[float(v) for v in r[1:5]] for r in rows if r[0] == path and r[5] == name]).reshape(-1, 4)
+                 for k, name in enumerate(names)}
+        truth.append(boxes)
+        found = {k: np.c_[b, np.full(len(b), 0.9)] for k, b in boxes.items()}
+        if number == 0:  # the first image's boxes are read as the other class
+            found = {0: found[1], 1: found[0]}
+        detections.append(found)
+    run = tmp_path / "runs" / "run-a"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"data": str(data.root), "backbone": "resnet50"}))
+    result = figures(detections, truth, names)
+    write_results(run, result, {"part": "test", "csv": str(data.export / "test.csv"), "images": len(paths),
+                                "warnings": []}, [str(data.export / p) for p in paths])
+
+    page, report = write_report(data, tmp_path / "runs", progress=False)
+    split = report.numbers["split"]
+    assert "parts" not in split and "sha256" not in split      # no per-image lists in report.json
+    counts = json.loads((data.export / "split.json").read_text())["counts"]
+    assert split["counts"] == counts and counts["test"]["images"] > 0
+    assert split["drift"]["left"] == {p: sum(week1[n] == p for n in gone) for p in ("train", "val", "test")}
+    html = page.read_text()
+    assert '<section id="split">' in html and "Drift since the split of" in html
+    assert "<td>test</td>" in html and "pairs a random split would have put across parts" in html
+    confusion = json.loads((run / "evaluation.json").read_text())["confusion"]
+    assert confusion["matrix"][0][1] + confusion["matrix"][1][0] > 0  # the swapped image
+    section = html[html.index('<section id="evaluation">'):]
+    section = section[:section.index("</section>")]
+    for name, row, missed in zip(names, confusion["matrix"], confusion["missed"]):
+        cells = "".join(f'<td class="num">{v}</td>' for v in (*row, missed))
+        assert f"<td>{name}</td>{cells}" in section
+    assert 'href="../../runs/run-a/evaluation-errors.html"' in section
+    summary = report.summary()
+    assert f"test {counts['test']['images']} images" in summary and "run run-a: test mAP" in summary
+    assert f"{sum(split['drift']['left'].values())} left" in summary
+    shutil.copy(page, artifacts / "report-three-parts.html")

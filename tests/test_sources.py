@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -79,9 +78,9 @@ def test_dedupe_split_and_the_report_work_across_sources(two_sources, seed_voc):
     assert all(source_of[quarantined[n]["duplicate_of"]] == str(seed_voc) for n in copies)
     make("export", data=dataset.root)
     make("split", data=dataset.root)
-    split = json.loads((dataset.export / "split.json").read_text())["images"]
-    assert sorted(Path(p).name for p in split) == sorted(p.name for p in dataset.image_files())
-    parts_per_source = Counter((source_of[Path(p).name], part) for p, part in split.items())
+    split = json.loads((dataset.export / "split.json").read_text())["parts"]
+    assert sorted(split) == sorted(p.name for p in dataset.image_files())
+    parts_per_source = Counter((source_of[name], part) for name, part in split.items())
     assert all(parts_per_source[(s, part)] > 0 for s in (str(seed_voc), str(second)) for part in ("train", "val"))
     out = make("report", data=dataset.root)
     per_source = json.loads((dataset.export / "report.json").read_text())["sources"]["per_source"]

@@ -24,7 +24,7 @@ ASKED_LR = 8e-4  # not Adam's 1e-3 default, which keras-retinanet's train.py sil
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def easy_dataset(root: Path, count: int = 64, seed: int = 0):
+def easy_dataset(root: Path, count: int = 80, seed: int = 0):
     """One big face per image: learnable from scratch in a minute of CPU."""
     from dataset import atomic, voc
     from dataset.export import export
@@ -43,7 +43,7 @@ def easy_dataset(root: Path, count: int = 64, seed: int = 0):
     dataset = Dataset.at(root / "data")
     import_folder(dataset, src)
     export(dataset)
-    make_split(dataset, val=0.25, seed=0, progress=False)
+    make_split(dataset, val=0.2, test=0.2, seed=0, progress=False)  # 48 train, 16 val, 16 test
     return dataset
 
 
@@ -59,7 +59,7 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def evaluated(trained):
-    """`make evaluate` once (no RUN=: the latest run); tests read what it wrote."""
+    """`make evaluate` once (no RUN=: the latest run; no PART=: test); tests read what it wrote."""
     dataset, runs_dir, run_dir, _ = trained
     result = make("evaluate", data=dataset.root, RUNS=runs_dir)
     return json.loads((run_dir / "evaluation.json").read_text()), result
@@ -82,6 +82,13 @@ def test_run_folder_holds_config_log_curves_tensorboard_snapshots_and_inference_
     assert config["epochs"] == 6 and config["steps"] == 12 and config["batch"] == 4
     assert config["weights"] == "none" and config["weights_file"] is None
     assert config["train_csv"] == str(dataset.export / "train.csv")
+    assert config["test_csv"] == str(dataset.export / "test.csv")
+    from dataset.split import csv_digest
+    assert config["data_digest"] == {part: csv_digest(dataset.export / f"{part}.csv", dataset.images)
+                                     for part in ("train", "val", "test")}
+    split = json.loads((dataset.export / "split.json").read_text())
+    assert {p: config["data_digest"][p] for p in split["digests"] if split["digests"][p]["images"]} == \
+        {p: d for p, d in split["digests"].items() if d["images"]}  # split and training agree
     rows = log_rows(run_dir)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     assert {"loss", "regression_loss", "classification_loss", "val_mAP", "AP_mask", "AP_no_mask", "lr"} <= set(rows[0])
@@ -122,12 +129,12 @@ def test_training_output_is_readable(trained):
 
 
 def untrained_map(dataset, run_dir: Path) -> float:
-    """val mAP of the same network, built but never trained."""
+    """test mAP of the same network, built but never trained."""
     from training.config import TrainConfig
     from training.evaluate import csv_generator, evaluate_generator
     from training.model import build
     config = TrainConfig.from_json(run_dir / "config.json")
-    generator = csv_generator(dataset.export / "val.csv", dataset.export / "classes.csv", config,
+    generator = csv_generator(dataset.export / "test.csv", dataset.export / "classes.csv", config,
                               shuffle_groups=False, batch_size=1)
     _, prediction_model = build(config, generator.num_classes(), None)
     return evaluate_generator(generator, prediction_model)["mAP"]
@@ -137,28 +144,71 @@ def test_learnability_trained_val_map_is_clearly_above_untrained(trained, evalua
     dataset, _, run_dir, _ = trained
     trained_map = evaluated[0]["mAP"]
     before = untrained_map(dataset, run_dir)
-    print(f"val mAP: untrained {before:.4f}, after 6x12 steps on CPU {trained_map:.4f}")
+    print(f"test mAP: untrained {before:.4f}, after 6x12 steps on CPU {trained_map:.4f}")
     assert trained_map > before + 0.15  # seen: 0.0 untrained vs 0.35-0.6 trained
 
 
-def test_evaluate_writes_ap_per_class_json_table_and_pr_plot(trained, evaluated, artifacts):
+def test_evaluate_scores_the_test_part_and_says_so(trained, evaluated, artifacts):
     dataset, _, run_dir, _ = trained
     summary, result = evaluated
-    assert summary["iou"] == 0.5 and summary["val_csv"] == str(dataset.export / "val.csv")
-    assert set(summary["classes"]) == {"mask", "no_mask"}
-    val_rows = list(csv.reader(open(dataset.export / "val.csv")))
+    assert summary["part"] == "test" and summary["csv"] == str(dataset.export / "test.csv")
+    assert "on the test part" in result.stdout and "optimistic" not in result.stderr
+    assert summary["iou"] == 0.5 and set(summary["classes"]) == {"mask", "no_mask"}
+    test_rows = list(csv.reader(open(dataset.export / "test.csv")))
     for name, c in summary["classes"].items():
         assert 0.0 <= c["ap"] <= 1.0
-        assert c["instances"] == sum(1 for r in val_rows if r[5] == name)
+        assert c["instances"] == sum(1 for r in test_rows if r[5] == name)
     present = [c["ap"] for c in summary["classes"].values() if c["instances"]]
     assert summary["mAP"] == pytest.approx(sum(present) / len(present))
-    best_epoch_map = max(float(r["val_mAP"]) for r in log_rows(run_dir))
-    assert summary["mAP"] == pytest.approx(best_epoch_map, abs=1e-6)  # the inference model is the best
+    for key in ("mAP", "AP50", "AP75"):
+        assert 0.0 <= summary["coco"][key] <= 1.0
+    assert summary["coco"]["AP75"] <= summary["coco"]["AP50"]
+    confusion = summary["confusion"]
+    assert sum(map(sum, confusion["matrix"])) + sum(confusion["missed"]) == len(test_rows)  # every box once
+    assert sum(confusion["matrix"][i][i] for i in range(2)) == summary["at"]["tp"]
+    assert summary["data"]["changed"] is False and summary["warnings"] == []
     table = (run_dir / "evaluation.md").read_text()
-    assert "| mask |" in table and "| no_mask |" in table and "mAP" in table
+    assert "| mask |" in table and "| no_mask |" in table and "| **mAP** |" in table and "missed" in table
     assert (run_dir / "pr_curve.png").read_bytes()[:8] == PNG
     keep(artifacts, run_dir / "pr_curve.png")
+    page = (run_dir / "evaluation-errors.html").read_text()
+    assert "Confusion matrix" in page and "Most missed objects" in page
+    keep(artifacts, run_dir / "evaluation-errors.html")
     assert "| **mAP** |" in result.stdout
+
+
+def _copy_run(run_dir: Path, runs_dir: Path) -> Path:
+    copy = runs_dir / run_dir.name  # hard links: evaluate replaces its files by rename, never rewrites
+    shutil.copytree(run_dir, copy, copy_function=os.link, ignore=shutil.ignore_patterns("detect"))
+    return copy
+
+
+def test_evaluate_on_val_matches_the_training_log(trained, tmp_path):
+    dataset, _, run_dir, _ = trained
+    copy = _copy_run(run_dir, tmp_path / "runs")
+    result = make("evaluate", "PART=val", data=dataset.root, RUNS=tmp_path / "runs", RUN=copy)
+    summary = json.loads((copy / "evaluation.json").read_text())
+    assert summary["part"] == "val" and "optimistic" in result.stderr
+    best = max(log_rows(run_dir), key=lambda r: float(r["val_mAP"]))  # the inference model is the best epoch's
+    for name, c in summary["classes"].items():
+        assert c["ap"] == pytest.approx(float(best[f"AP_{name}"]), abs=1e-6), name
+    assert summary["mAP"] == pytest.approx(float(best["val_mAP"]), abs=1e-6)
+
+
+def test_evaluate_warns_when_the_test_part_changed_or_is_missing(trained, tmp_path):
+    dataset, _, run_dir, _ = trained
+    data = tmp_path / "data"
+    shutil.copytree(dataset.root, data)
+    runs_dir = tmp_path / "runs"
+    copy = _copy_run(run_dir, runs_dir)
+    make("split", "RESPLIT=test", "SEED=5", data=data)
+    result = make("evaluate", data=data, RUNS=runs_dir, RUN=copy)
+    assert "the test part has changed since training" in result.stderr
+    assert json.loads((copy / "evaluation.json").read_text())["data"]["changed"] is True
+    make("split", "RESPLIT=test", "TEST=0", data=data)
+    result = make("evaluate", data=data, RUNS=runs_dir, RUN=copy)
+    assert "there is no test part, so this scores val" in result.stderr and "optimistic" in result.stderr
+    assert json.loads((copy / "evaluation.json").read_text())["part"] == "val"
 
 
 def test_detect_image_draws_boxes_and_writes_json(trained, artifacts):

@@ -154,3 +154,124 @@ def test_seed_voc_is_clean(tmp_path, seed_voc):
     report = validate(dataset, progress=False)
     assert report.errors == [] and len(report.annotated) == 691
     assert dict(report.boxes) == {"mask": 457, "noMask": 366}
+
+
+# -- incremental: what is unchanged is remembered ---------------------------------------------------
+def _findings(report):
+    return sorted((f.file, f.field, f.kind, f.severity, f.message) for f in report.findings)
+
+
+def test_a_rerun_checks_only_what_changed_and_finds_the_same(broken):
+    ds = broken
+    first = validate(ds, progress=False)
+    # scene_0010.jpg was replaced and rotated.jpg was never imported: only they are decoded;
+    # every other image's facts come from import's manifest record
+    assert first.checked == len(ds.annotation_files()) and first.decoded == 2
+    again = validate(ds, progress=False)
+    assert (again.checked, again.decoded) == (0, 0)
+    assert _findings(again) == _findings(first) and again.counts() == first.counts()
+    assert again.pending == first.pending and sorted(again.annotations) == sorted(first.annotations)
+    for name, ann in first.annotations.items():
+        assert [(o.name, o.box, o.difficult) for o in again.annotations[name].objects] == \
+            [(o.name, o.box, o.difficult) for o in ann.objects]
+    rechecked = validate(ds, progress=False, recheck=True)
+    assert rechecked.decoded == len(rechecked.annotated) + 1  # every image with a VOC file (+ the broken one)
+    assert _findings(rechecked) == _findings(first)
+
+    _edit(ds.annotations / "scene_0012.xml", _set("object/bndbox/xmax", "9999"))  # one VOC file edited
+    edited = validate(ds, progress=False)
+    assert (edited.checked, edited.decoded) == (1, 0)
+    assert ("annotations/scene_0012.xml", "<object> #1 <bndbox><xmax>", "out-of-bounds") in \
+        {(f.file, f.field, f.kind) for f in edited.findings}
+
+    Image.new("RGB", (100, 80)).save(ds.images / "scene_0013.jpg")  # an image replaced
+    replaced = validate(ds, progress=False)
+    assert (replaced.checked, replaced.decoded) == (1, 1)
+    assert ("annotations/scene_0013.xml", "<size><width>", "size-mismatch") in \
+        {(f.file, f.field, f.kind) for f in replaced.findings}
+
+    ds.write_classes(["mask"])  # classes.txt changed: every VOC file again, no image decoded
+    narrowed = validate(ds, progress=False)
+    assert narrowed.checked == len(ds.annotation_files()) and narrowed.decoded == 0
+    assert any(f.kind == "unknown-class" and "'no_mask'" in f.message for f in narrowed.findings)
+
+    (ds.annotations / "scene_0014.xml").unlink()  # a file gone: pending, and forgotten
+    gone = validate(ds, progress=False)
+    assert "scene_0014.jpg" in gone.pending and gone.checked == 0
+    header, memory = (json.loads(line) for line in (ds.cache / "validate-v1.json").read_text().splitlines())
+    assert "scene_0014.xml" not in memory["entries"] and len(memory["entries"]) == len(ds.annotation_files())
+    assert header["last"]["signature"] == gone.signature  # the next run, with nothing changed, reads this alone
+    unchanged = validate(ds, progress=False)
+    assert (unchanged.checked, unchanged.signature) == (0, gone.signature)
+    assert _findings(unchanged) == _findings(gone) and unchanged.counts() == gone.counts()
+    assert {n: [(o.name, o.box) for o in a.objects] for n, a in unchanged.annotations.items()} == \
+        {n: [(o.name, o.box) for o in a.objects] for n, a in gone.annotations.items()}
+
+
+def test_export_reuses_the_validation_that_just_ran_and_writes_only_what_changed(sample_dataset):
+    ds = sample_dataset
+    make("validate", data=ds.root)
+    result = make("export", data=ds.root)
+    assert "validation: 0 VOC files checked" in result.stdout and "wrote" in result.stdout
+    written = (ds.export / "annotations.csv").read_bytes()
+    stamp = (ds.export / "annotations.csv").stat().st_mtime_ns
+    again = make("export", data=ds.root)  # nothing changed: nothing to write
+    assert "its CSV files are up to date" in again.stdout and again.stdout.splitlines()[0] == \
+        result.stdout.splitlines()[0]
+    assert (ds.export / "annotations.csv").stat().st_mtime_ns == stamp
+    for change in ("a box moved", "the CSV edited by hand", "an option"):
+        if change == "a box moved":
+            _edit(ds.annotations / "scene_0003.xml", _set("object/bndbox/xmin", "3"))
+            args = ()
+        elif change == "the CSV edited by hand":
+            (ds.export / "annotations.csv").write_text("mine\n")
+            args = ()
+        else:
+            args = ("SKIP_DIFFICULT=1",)
+        result = make("export", *args, data=ds.root)
+        assert "wrote" in result.stdout, change
+        assert (ds.export / "annotations.csv").read_text() != "mine\n"
+    lines = (ds.export / "annotations.csv").read_text().splitlines()
+    assert any(line.startswith("../images/scene_0003.jpg,2,") for line in lines)  # VOC 3 is CSV 2
+    assert len(lines) == len(written.decode().splitlines())
+
+
+def test_import_records_what_its_one_decode_learned(sample_dataset):
+    from dataset import manifest
+    from dataset.images import inspect
+    for name, record in manifest.state(sample_dataset).items():
+        path = sample_dataset.images / name
+        info, stat = inspect(path), path.stat()
+        assert (record["width"], record["height"], record["format"]) == (info.width, info.height, info.format)
+        assert (record["bytes"], record["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns), name
+
+
+def test_scrape_records_what_its_one_decode_learned(tmp_path):
+    """Scraped images (plain, converted, EXIF-rotated ...) carry their facts; once annotated,
+    validate decodes none of them."""
+    import subprocess
+    from bing_traps import add_tricky_results
+    from dataset import manifest
+    from dataset.fixtures.fakebing import FakeBing
+    from dataset.images import inspect
+    from helpers import MASKSET
+    data = tmp_path / "data"
+    with FakeBing(page_size=8) as fake:
+        add_tricky_results(fake, slow=0.5)
+        run = subprocess.run([MASKSET, "scrape", "--data", str(data), "--query", "faces", "--limit", "100",
+                              "--bing-url", fake.base, "--timeout", "2", "--total-timeout", "3", "--backoff",
+                              "0.05", "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    ds = Dataset.at(data)
+    records = manifest.state(ds)
+    assert len(records) >= 10
+    for name, record in records.items():
+        path = ds.images / name
+        info, stat = inspect(path), path.stat()
+        assert (record["width"], record["height"], record["format"], info.orientation) == \
+            (info.width, info.height, info.format, 1), name
+        assert (record["bytes"], record["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns), name
+        voc.write(voc.VocAnnotation(name, info.width, info.height, objects=[voc.VocObject("mask", 2, 2, 20, 20)]),
+                  ds.annotation_for(name))
+    report = validate(ds, progress=False)
+    assert report.decoded == 0 and report.checked == len(records) and report.errors == []

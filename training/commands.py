@@ -51,7 +51,9 @@ def evaluate(dataset, args):
     from . import runs
     from .evaluate import EvaluationResult, evaluate_run
     run_dir = runs.resolve_run(args.runs, args.run, need=runs.INFERENCE)
-    return EvaluationResult(evaluate_run(run_dir, dataset.root, score=args.score, iou=args.iou), run_dir)
+    numbers = evaluate_run(run_dir, dataset.root if dataset else None, score=args.score, iou=args.iou,
+                           part=args.part, at=args.at)
+    return EvaluationResult(numbers, run_dir)
 
 
 def detect(dataset, args):
@@ -93,9 +95,13 @@ COMMANDS = [
         Var("CONFIG", "a run's config.json: train again with the same settings"),
         RUNS,
     ), data="optional", lock=None),
-    Command("evaluate", "per-class AP and mAP of a run, as JSON, a table and a PR plot", evaluate, (
+    Command("evaluate", "a run's figures on the test part (val if there is none, with a warning): AP per "
+                        "class, COCO mAP, P/R/F1, confusion matrix, error page", evaluate, (
         Var("RUN", "runs/<id> (default: the latest run)"),
         RUNS,
+        Var("PART", "test, val or train (default: test if the split has one, else val)",
+            choices=("test", "val", "train")),
+        Var("AT", "score threshold for precision, recall, F1 and the confusion matrix (default 0.5)", float, 0.5),
         Var("SCORE", "drop detections scoring below this (default 0.05)", float, 0.05),
         Var("IOU", "IoU for a true positive (default 0.5)", float, 0.5),
     ), data="optional", lock=None),

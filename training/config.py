@@ -54,6 +54,10 @@ class TrainConfig:
     weights_file: str | None = None  # the file `weights` resolved to (filled in at start)
     device: str = ""                 # "gpu" or "cpu" (filled in at start)
     extra: dict = field(default_factory=dict)
+    test_csv: str | None = None      # export/test.csv when the split has a test part (make evaluate scores it)
+    # the data the run saw, filled in at start: per part {"images": n, "sha256": digest of the sorted
+    # "name sha256" lines of its images} (dataset.split.digest); make evaluate compares it
+    data_digest: dict = field(default_factory=dict)
 
     def resolved(self) -> "TrainConfig":
         """A copy with the device-dependent defaults filled in."""

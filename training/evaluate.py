@@ -1,11 +1,19 @@
-"""`make evaluate [RUN=..]`: per-class AP and mAP at IoU 0.5 on export/val.csv, as JSON, a
-Markdown table and a precision-recall plot in the run folder.
+"""`make evaluate [RUN=..] [PART=test|val|train] [AT=0.5]`: a run's figures on one part of the
+split, saying which part it scored.
 
-Detections and ground truth come from keras-retinanet's own evaluation helpers, and AP from its
-`_compute_ap`, so the numbers match its Evaluate callback; we keep the PR curves it discards.
+Training picks best.h5 on val, so val's figures flatter the model: evaluate scores the test part
+when there is one, and otherwise scores val with a warning that the figure is optimistic. It
+writes into the run folder: evaluation.json, evaluation.md (also printed), pr_curve.png and
+evaluation-errors.html (the images with the most misses, false alarms and swapped classes).
+The figures (training/figures.py) are AP at IoU 0.5 per class exactly as the training log's,
+COCO's mAP@[.5:.95]/AP50/AP75 by pycocotools, precision/recall/F1 at AT and the threshold that
+maximises F1, and a confusion matrix with missed objects and false alarms. When the part's
+images (names and bytes) differ from those the run recorded in config.json, it warns.
 """
 from __future__ import annotations
 
+import csv
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,45 +24,16 @@ from dataset import atomic
 from dataset.errors import MasksetError
 from dataset.results import Result
 
+from . import figures as evaluation_figures
 from . import runs
 from .config import TrainConfig
 
-IOU = 0.5
+log = logging.getLogger(__name__)
 
-
-def pr_curves(all_detections, all_annotations, label: int, iou: float = IOU):
-    """(precision, recall, ap, instances) for one label, matching detections greedily by score.
-
-    The matching rule is keras-retinanet's (utils/eval.py); AP is its _compute_ap.
-    """
-    from keras_retinanet.utils.anchors import compute_overlap
-    from keras_retinanet.utils.eval import _compute_ap
-    scores, hits, instances = [], [], 0
-    for detections, annotations in zip(all_detections, all_annotations):
-        truth = annotations[label]
-        found = detections[label]
-        instances += truth.shape[0]
-        taken = set()
-        for d in found[np.argsort(-found[:, 4])] if len(found) else found:
-            scores.append(d[4])
-            if truth.shape[0] == 0:
-                hits.append(0)
-                continue
-            overlaps = compute_overlap(np.expand_dims(d[:4].astype(np.float64), 0), truth.astype(np.float64))[0]
-            best = int(np.argmax(overlaps))
-            if overlaps[best] >= iou and best not in taken:
-                taken.add(best)
-                hits.append(1)
-            else:
-                hits.append(0)
-    if instances == 0:
-        return np.zeros(0), np.zeros(0), 0.0, 0
-    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
-    hit = np.asarray(hits, dtype=float)[order]
-    tp, fp = np.cumsum(hit), np.cumsum(1 - hit)
-    recall = tp / instances
-    precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
-    return precision, recall, float(_compute_ap(recall, precision)), instances
+IOU = evaluation_figures.IOU
+AT = 0.5            # the score threshold for precision, recall, F1 and the confusion matrix (detect's default)
+PARTS = ("test", "val", "train")
+ERRORS_PAGE = "evaluation-errors.html"
 
 
 def detections_and_truth(generator, prediction_model, score: float = 0.05, max_detections: int = 100,
@@ -80,21 +59,17 @@ def detections_and_truth(generator, prediction_model, score: float = 0.05, max_d
     return detections, truth
 
 
+def class_names(generator) -> list[str]:
+    return [generator.label_to_name(label) for label in range(generator.num_classes())]
+
+
 def evaluate_generator(generator, prediction_model, iou: float = IOU, score: float = 0.05,
                        max_detections: int = 100, progress: bool = True) -> dict:
-    """{"mAP", "classes": {name: {"ap", "instances", "precision", "recall"}}} over a CSVGenerator.
-
-    mAP averages the classes that have instances (as keras-retinanet's Evaluate); None if none do.
-    """
-    detections, annotations = detections_and_truth(generator, prediction_model, score, max_detections, progress)
-    classes = {}
-    for label in range(generator.num_classes()):
-        precision, recall, ap, instances = pr_curves(detections, annotations, label, iou)
-        classes[generator.label_to_name(label)] = {
-            "ap": ap, "instances": int(instances),
-            "precision": precision.tolist(), "recall": recall.tolist()}
-    present = [c["ap"] for c in classes.values() if c["instances"] > 0]
-    return {"iou": iou, "mAP": float(np.mean(present)) if present else None, "classes": classes}
+    """{"mAP", "classes": {name: {"ap", "instances", "precision", "recall"}}} over a CSVGenerator:
+    what the training log records each epoch (figures.average_precisions, keras-retinanet's AP)."""
+    detections, truth = detections_and_truth(generator, prediction_model, score, max_detections, progress)
+    classes, m_ap, _ = evaluation_figures.average_precisions(detections, truth, class_names(generator), iou)
+    return {"iou": iou, "mAP": m_ap, "classes": classes}
 
 
 def csv_generator(annotations_csv: Path, classes_csv: Path, config: TrainConfig, **kwargs):
@@ -109,24 +84,140 @@ def csv_generator(annotations_csv: Path, classes_csv: Path, config: TrainConfig,
         raise MasksetError(f"{error}. Re-create it with `make export` and `make split`.") from None
 
 
-def write_results(run_dir: Path, result: dict, extra: dict) -> dict:
-    """evaluation.json, evaluation.md and pr_curve.png in the run folder."""
-    summary = {"iou": result["iou"], "mAP": result["mAP"],
-               "classes": {n: {"ap": c["ap"], "instances": c["instances"]} for n, c in result["classes"].items()},
-               **extra}
+# -- which part ------------------------------------------------------------------------------------
+def _rows(path: Path) -> int:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return sum(1 for row in csv.reader(handle) if row)
+
+
+def part_csv(data: Path | None, config: TrainConfig, part: str | None = None) -> tuple[str, Path, list[str]]:
+    """(part, its CSV, warnings): PART= if given, else test when the split has one, else val.
+
+    The CSV is DATA's export/<part>.csv when DATA has a split, else the one the run recorded."""
+    export = Path(data) / "export" if data else None
+    recorded = {"train": config.train_csv, "val": config.val_csv, "test": config.test_csv}
+    own_split = export is not None and (export / "split.json").is_file()
+
+    def found(name):
+        candidate = export / f"{name}.csv" if own_split else Path(recorded[name] or "")
+        return candidate.resolve() if candidate.is_file() and _rows(candidate) > 0 else None
+
+    notes = []
+    if part in (None, "", "auto"):
+        part = "test" if found("test") else "val"
+        if part == "val":
+            notes.append("there is no test part, so this scores val, the part training chose best.h5 on: "
+                         "the figures are optimistic. `make split TEST=0.1 RESPLIT=test` makes a test part "
+                         "(then train again).")
+    elif part not in PARTS:
+        raise MasksetError(f"PART={part}: use test, val or train (default: test if the split has one).")
+    elif part != "test":
+        notes.append(f"scoring {part}: " + ("training chose best.h5 on it, so the figures are optimistic."
+                                            if part == "val" else "the model learned from it; these are not "
+                                            "figures of how it does on new images."))
+    path = found(part)
+    if path is None:
+        where = export / f"{part}.csv" if own_split else recorded[part] or f"the run's {part} CSV"
+        raise MasksetError(f"{where}: missing or empty, so there is no {part} part to score. Run "
+                           f"`make export` and `make split`" + (" TEST=0.1 RESPLIT=test" if part == "test" else "")
+                           + ", or pick another PART=.")
+    return part, path, notes
+
+
+def data_check(config: TrainConfig, part: str, csv_path: Path, data: Path | None) -> tuple[dict, list[str]]:
+    """The part's digest now against the one the run recorded at training time."""
+    from dataset.split import csv_digest
+    images = next((folder for folder in (Path(data) / "images" if data else None,
+                                         Path(config.data) / "images" if config.data else None)
+                   if folder is not None and folder.is_dir()), None)
+    now = csv_digest(csv_path, images)
+    then = (config.data_digest or {}).get(part)
+    check = {"digest": now, "trained_with": then, "changed": bool(then) and then != now}
+    notes = []
+    if not config.data_digest:
+        notes.append("the run recorded no digest of its data (trained before maskset did): cannot tell whether "
+                     f"the {part} part changed since training.")
+    elif then is None:
+        notes.append(f"the run had no {part} part when it trained: these images may overlap what it trained on.")
+    elif check["changed"]:
+        notes.append(f"the {part} part has changed since training: the run saw {then['images']} images "
+                     f"(digest {then['sha256'][:12]}), now {now['images']} ({now['sha256'][:12]}). These figures "
+                     f"are not comparable with earlier evaluations, and images that moved out of train "
+                     f"would flatter it; evaluate a run trained on this split.")
+    return check, notes
+
+
+# -- writing -----------------------------------------------------------------------------------------
+def summary_of(result: dict, extra: dict) -> dict:
+    """evaluation.json: the figures without the PR curves' arrays and per-image detail."""
+    classes = {n: {k: v for k, v in c.items() if k not in ("precision", "recall")}
+               for n, c in result["classes"].items()}
+    images = result.get("images") or []
+    errors = {"missed": sum(len(i["missed"]) for i in images), "swapped": sum(len(i["swapped"]) for i in images),
+              "false_alarms": sum(len(i["false_alarms"]) for i in images)}
+    return {"iou": result["iou"], "mAP": result["mAP"], "classes": classes, "coco": result.get("coco"),
+            "at": result.get("at"), "best_f1": result.get("best_f1"), "confusion": result.get("confusion"),
+            "errors": errors, **extra}
+
+
+def write_results(run_dir: Path, result: dict, extra: dict, image_paths: list[str] | None = None) -> dict:
+    """evaluation.json, evaluation.md, pr_curve.png and (with image paths) the error page."""
+    summary = summary_of(result, extra)
     atomic.write_json(run_dir / runs.EVALUATION, summary)
     atomic.write_text(run_dir / "evaluation.md", markdown_table(summary))
     plot_pr(result, run_dir / "pr_curve.png")
+    if image_paths is not None and result.get("images") is not None:
+        from .evaluate_page import write_errors_page
+        write_errors_page(run_dir / ERRORS_PAGE, summary, result["images"], image_paths)
     return summary
 
 
+def _f(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def markdown_table(summary: dict) -> str:
-    lines = [f"Evaluation at IoU {summary['iou']} on `{summary.get('val_csv', 'val.csv')}`", "",
-             "| class | instances | AP |", "|---|---:|---:|"]
+    part = summary.get("part")
+    where = f"the {part} part (`{summary.get('csv')}`, {summary.get('images')} images)" if part else \
+        f"`{summary.get('csv') or summary.get('val_csv', 'val.csv')}`"
+    at = summary.get("at") or {}
+    threshold = at.get("score", AT)
+    lines = [f"Evaluation on {where}; IoU {summary['iou']}", "",
+             f"| class | instances | AP@{summary['iou']} | COCO mAP@[.5:.95] | precision | recall | F1 |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    coco = summary.get("coco") or {}
     for name, c in summary["classes"].items():
-        lines.append(f"| {name} | {c['instances']} | {c['ap']:.4f} |")
+        point = c.get("at") or {}
+        lines.append(f"| {name} | {c['instances']} | {c['ap']:.4f} | {_f((coco.get('classes') or {}).get(name))} | "
+                     f"{_f(point.get('precision'))} | {_f(point.get('recall'))} | {_f(point.get('f1'))} |")
     m = summary["mAP"]
-    lines.append(f"| **mAP** | | **{m:.4f}** |" if m is not None else "| **mAP** | | n/a |")
+    lines.append(f"| **mAP** | {sum(c['instances'] for c in summary['classes'].values())} | "
+                 f"**{_f(m, 4)}** | **{_f(coco.get('mAP'))}** | {_f(at.get('precision'))} | "
+                 f"{_f(at.get('recall'))} | {_f(at.get('f1'))} |")
+    lines.append("")
+    if coco:
+        lines.append(f"COCO (pycocotools): mAP@[.5:.95] {_f(coco.get('mAP'))}, AP50 {_f(coco.get('AP50'))}, "
+                     f"AP75 {_f(coco.get('AP75'))}")
+    if at:
+        line = f"Precision, recall and F1 at score >= {threshold:g}"
+        best = summary.get("best_f1")
+        if best:
+            line += (f"; F1 is highest, {best['f1']:.3f}, at score >= {best['score']:.3f} (precision "
+                     f"{best['precision']:.3f}, recall {best['recall']:.3f})")
+        lines.append(line)
+    confusion = summary.get("confusion")
+    if confusion:
+        names = confusion["classes"]
+        lines += ["", f"Confusion at score >= {confusion['score']:g}, IoU {confusion['iou']} (rows: the true "
+                      f"class; columns: what was detected)", "",
+                  "| true \\ detected | " + " | ".join(names) + " | missed |",
+                  "|---|" + "---:|" * (len(names) + 1)]
+        for name, row, missed in zip(names, confusion["matrix"], confusion["missed"]):
+            lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + f" | {missed} |")
+        lines.append("| background (false alarms) | " + " | ".join(str(v) for v in confusion["false_alarms"])
+                     + " | |")
+    for note in summary.get("warnings") or []:
+        lines += ["", f"Warning: {note}"]
     return "\n".join(lines) + "\n"
 
 
@@ -151,29 +242,28 @@ def plot_pr(result: dict, path: Path) -> None:
     atomic.write_bytes(path, buffer.getvalue())
 
 
-def val_csv_for(data: Path, config: TrainConfig) -> Path:
-    """DATA's export/val.csv if there is one, else the val.csv the run was trained with."""
-    for candidate in (Path(data) / "export" / "val.csv", Path(config.val_csv or "")):
-        if candidate.is_file():
-            return candidate.resolve()
-    raise MasksetError(f"{Path(data) / 'export' / 'val.csv'}: missing, and the run's own val CSV "
-                       f"({config.val_csv}) is gone too. Run `make export` and `make split` first.")
-
-
-def evaluate_run(run_dir: Path, data: Path, score: float = 0.05, iou: float = IOU) -> dict:
+def evaluate_run(run_dir: Path, data: Path | None, score: float = 0.05, iou: float = IOU,
+                 part: str | None = None, at: float = AT, progress: bool = True) -> dict:
     from .model import load_inference, quiet_tensorflow
+    if not 0 <= at <= 1:
+        raise MasksetError(f"AT={at}: a score threshold from 0 to 1 (e.g. AT=0.5).")
     quiet_tensorflow()
     config = TrainConfig.from_json(run_dir / runs.CONFIG)
-    val_csv = val_csv_for(data, config)
-    generator = csv_generator(val_csv, run_dir / runs.CLASSES, config, shuffle_groups=False, batch_size=1)
-    if generator.size() == 0:
-        raise MasksetError(f"{val_csv}: no images to evaluate on. Re-run `make split` with VAL= > 0.")
+    part, part_path, notes = part_csv(data, config, part)
+    check, more = data_check(config, part, part_path, data)
+    notes += more
+    for note in notes:
+        log.warning("%s", note)
+    generator = csv_generator(part_path, run_dir / runs.CLASSES, config, shuffle_groups=False, batch_size=1)
     model = load_inference(run_dir / runs.INFERENCE, config.backbone)
     started = time.monotonic()
-    result = evaluate_generator(generator, model, iou=iou, score=score)
+    detections, truth = detections_and_truth(generator, model, score, progress=progress)
+    result = evaluation_figures.figures(detections, truth, class_names(generator), iou, at)
+    paths = [generator.image_path(i) for i in range(generator.size())]
     return write_results(run_dir, result, {
-        "val_csv": str(val_csv), "images": generator.size(), "score_threshold": score,
-        "seconds": round(time.monotonic() - started, 2), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        "run": str(run_dir), "part": part, "csv": str(part_path), "images": generator.size(),
+        "score_threshold": score, "data": check, "warnings": notes,
+        "seconds": round(time.monotonic() - started, 2), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, paths)
 
 
 @dataclass
@@ -183,7 +273,7 @@ class EvaluationResult(Result):
 
     def summary(self) -> str:
         return (markdown_table(self.numbers)
-                + f"\nwrote {self.run / runs.EVALUATION}, evaluation.md and pr_curve.png")
+                + f"\nwrote {self.run / runs.EVALUATION}, evaluation.md, pr_curve.png and {ERRORS_PAGE}")
 
     def to_json(self) -> dict:
         return self.numbers

@@ -163,7 +163,11 @@ def summary(folder: Path) -> dict:
     return {"id": folder.name, "path": str(folder), "mAP": m_ap, "classes": classes,
             "epochs": len(log), "best_val_mAP": max(maps) if maps else None,
             "backbone": config.get("backbone"), "evaluated": bool(evaluation),
-            "part": evaluation.get("part"), "curves_png": plot(CURVES), "pr_curve_png": plot("pr_curve.png"),
+            "part": evaluation.get("part") or ("val" if evaluation else None),
+            "coco": evaluation.get("coco"), "at": evaluation.get("at"), "best_f1": evaluation.get("best_f1"),
+            "confusion": evaluation.get("confusion"), "evaluation_warnings": evaluation.get("warnings") or [],
+            "errors_page": plot("evaluation-errors.html"),
+            "curves_png": plot(CURVES), "pr_curve_png": plot("pr_curve.png"),
             "log": log}
 
 

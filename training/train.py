@@ -50,8 +50,20 @@ def config_from_dataset(data: Path, **settings) -> TrainConfig:
     if not val_csv.is_file() or csv_rows(val_csv) == 0:
         log.warning("%s is missing or empty: no val mAP; the best snapshot is the lowest loss.", val_csv)
         val_csv = None
+    test_csv = export / "test.csv"
+    test_csv = test_csv if test_csv.is_file() and csv_rows(test_csv) > 0 else None
     return TrainConfig(data=str(Path(data).resolve()), train_csv=str(train_csv),
-                       val_csv=str(val_csv) if val_csv else None, classes_csv=str(classes_csv), **settings)
+                       val_csv=str(val_csv) if val_csv else None, classes_csv=str(classes_csv),
+                       test_csv=str(test_csv) if test_csv else None, **settings)
+
+
+def data_digest(config: TrainConfig) -> dict:
+    """What the run sees, per part: the images (file names and sha256) its CSVs name."""
+    from dataset.split import csv_digest
+    images = Path(config.data) / "images" if config.data else None
+    return {part: csv_digest(path, images) for part, path in
+            (("train", config.train_csv), ("val", config.val_csv), ("test", config.test_csv))
+            if path and Path(path).is_file()}
 
 
 def resolve_weights(spec: str | None, backbone_name: str) -> str | None:
@@ -137,6 +149,7 @@ def train(config: TrainConfig, runs_dir: Path | str = "runs", resume: Path | Non
             config.seed = random.randrange(2**31)
         config.weights_file = resolve_weights(config.weights, config.backbone)
         train_gen, val_gen = generators(config)  # bad CSVs fail here, before a run folder exists
+        config.data_digest = data_digest(config)
         run_dir = runs.new_run(Path(runs_dir), config.backbone)
         atomic.copy_file(config.classes_csv, run_dir / runs.CLASSES)
         state, rows = {}, []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,22 +108,14 @@ class FormatExport(Result):
 
 
 def split_parts(dataset: Dataset, names: list[str]) -> tuple[dict[str, list[str]], list[str]]:
-    """The exported images by part of the split (export/split.json: train, val, and whichever
-    other parts it lists), or everything in one part "all" when there is no split; and warnings
-    (annotated images the split does not know: added after `make split`)."""
-    path = dataset.export / "split.json"
-    if not path.exists():
+    """The exported images by part of the split (export/split.json, read by dataset/split.py:
+    train, val, and test when the split has one), or everything in one part "all" when there is
+    no split; and warnings (annotated images the split does not know: added after `make split`)."""
+    from ..split import read_record
+    record = read_record(dataset)
+    if record is None:
         return {ALL: sorted(names)}, []
-    data = load_json(path)
-    assigned = data.get("images") if isinstance(data, dict) else None
-    if not isinstance(assigned, dict):
-        raise MasksetError(f"{path}: no \"images\" table of parts. Run `make split` again.")
-    part_of = {}
-    for key, part in assigned.items():
-        if not isinstance(part, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", part):
-            raise MasksetError(f"{path}: \"images\": {key!r}: part {part!r} is not a plain name. "
-                               f"Run `make split` again.")
-        part_of[Path(key).name] = part
+    part_of = record["parts"]
     parts: dict[str, list[str]] = {}
     missing = []
     for name in sorted(names):
@@ -136,9 +127,9 @@ def split_parts(dataset: Dataset, names: list[str]) -> tuple[dict[str, list[str]
     parts = dict(sorted(parts.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
     warnings = []
     if missing:
-        warnings.append(f"{len(missing)} annotated images are not in {path} (annotated or added after "
-                        f"`make split`), e.g. {missing[0]}: left out of every part. Run `make export`, "
-                        f"`make split`, then this export again.")
+        warnings.append(f"{len(missing)} annotated images are not in {dataset.export / 'split.json'} (annotated "
+                        f"or added after `make split`), e.g. {missing[0]}: left out of every part. Run "
+                        f"`make export`, `make split`, then this export again.")
     return parts, warnings
 
 
