@@ -237,7 +237,8 @@ def write(dataset: Dataset, annotations: dict, parts: dict[str, list[str]], fold
     for part, names in parts.items():
         listed, written = [], []
         for name in names:
-            ann = annotations[name]
+            # the file itself, not validate's remembered summary of it: the flags travel too
+            ann = voc.parse(annotations[name].source)
             objects = common.kept_objects(ann, skip_difficult, result)
             if objects is None:
                 continue
