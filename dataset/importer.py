@@ -282,7 +282,7 @@ def _check_image(path: Path) -> tuple[str, images.ImageInfo | None, str]:
         return "", None, f"cannot read: {error.strerror or error}"
     sha = hashlib.sha256(data).hexdigest()
     try:
-        info = images.check_bytes(data)
+        info = images.check_bytes(data, decode=True)  # once in its life: validate reuses it
         info.file = (len(data), stat.st_mtime_ns)
     except images.NotAnImage as why:
         return sha, None, f"not a readable image: {why}"
@@ -426,7 +426,6 @@ def plan_import(dataset: Dataset, source: Source, class_map: ClassMap, result: I
         if info.orientation not in (0, 1):
             record["exif_orientation"] = info.orientation
         record["bytes"], record["mtime_ns"] = info.file  # the copy keeps both (copy_file's copystat)
-        record["decoded"] = False  # header and end checked, pixels not: validate decodes it once
         if mapped:
             record["class_map"] = {"rename": class_map.rename, "drop": sorted(class_map.drop)}
         data = None

@@ -9,10 +9,10 @@ each original under quarantine/fixed/.
 Incremental: the result of checking a VOC file against its image is remembered in
 .cache/validate-v1.json, keyed by both files' size and mtime, the images its stem names,
 classes.txt and INCLUDE_DRAFTS, and is checked again only when one of them changes. An image is
-decoded once in its life: scrape decoded it already and recorded its size, format and EXIF
-orientation (with its byte size and mtime) in the manifest, which stands in for a decode while
-the file is unchanged; import reads only each image's header and end (its record says
-"decoded": false), so validate decodes an imported image once. RECHECK=1 forgets all that and decodes everything again.
+decoded once in its life: import or scrape decoded it already and recorded its size, format and
+EXIF orientation (with its byte size and mtime) in the manifest, which stands in for a decode
+while the file is unchanged (a record saying "decoded": false, as older imports wrote, does not).
+RECHECK=1 forgets all that and decodes everything again.
 """
 from __future__ import annotations
 
