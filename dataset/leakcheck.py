@@ -4,7 +4,8 @@ between this dataset (or one part of its split) and any other image set.
 A model's figures on a public benchmark mean little if copies of the benchmark's images are in
 its training data; a dataset's test part means little if it holds copies of another set the model
 trained on. This stage finds those copies with the same finder as `make dedupe` and `make split`
-(same bytes, or pHash and dHash within its thresholds), writes export/leakcheck.html (each pair
+(same bytes, pHash and dHash within its thresholds, a crop or small rotation confirmed by
+geometric verification, and a mirror image unless FLIP=0), writes export/leakcheck.html (each pair
 side by side) and export/leakcheck.json, and exits 1 when any pair is found.
 
 OTHER is a folder (searched recursively), a CSV whose first column names images (keras-retinanet's
@@ -26,7 +27,7 @@ from . import atomic, hashcache, hashing, html, images, neighbours, voc
 from .errors import MasksetError
 from .layout import IMAGE_SUFFIXES, Dataset
 from .results import Result
-from .split import PARTS, find_duplicates, read_record
+from .split import DEFAULT_FLIP, PARTS, find_duplicates, read_record
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class LeakResult(Result):
     dhash_threshold: int = neighbours.DEFAULT_DHASH_THRESHOLD
     seconds: float = 0.0
     written: list[str] = field(default_factory=list)
+    flip: bool = DEFAULT_FLIP
 
     @property
     def exit_code(self) -> int:
@@ -218,7 +220,10 @@ def leakcheck(dataset: Dataset, other: Path | str, part: str = "all", threshold:
     for path, (fp, sha) in their_records.items():
         fingerprints[THEIRS + str(path)] = fp
         digests[THEIRS + str(path)] = sha
-    duplicates = find_duplicates(fingerprints, threshold, dhash_threshold, flip, progress)
+    paths = {OURS + n: dataset.images / n for n in ours}
+    paths.update({THEIRS + str(path): path for path in their_records})
+    duplicates = find_duplicates(fingerprints, threshold, dhash_threshold, DEFAULT_FLIP if flip is None else flip,
+                                 progress, paths, digests)
     ours_in = {c: [k[len(OURS):] for k in members if k.startswith(OURS)] for c, members in duplicates.clumps.items()}
     theirs_in = {c: [k[len(THEIRS):] for k in members if k.startswith(THEIRS)]
                  for c, members in duplicates.clumps.items()}
@@ -231,7 +236,8 @@ def leakcheck(dataset: Dataset, other: Path | str, part: str = "all", threshold:
               "exact": digests[OURS + image] == digests[THEIRS + path]} for image, path, distance in found]
     pairs.sort(key=lambda p: (p["distance"], p["image"], p["other"]))
     return LeakResult(str(other), kind, part, len(names), len(their_records), pairs, unreadable,
-                      threshold, dhash_threshold, round(time.monotonic() - started, 2))
+                      threshold, dhash_threshold, round(time.monotonic() - started, 2),
+                      flip=DEFAULT_FLIP if flip is None else flip)
 
 
 # -- the page --------------------------------------------------------------------------------------
@@ -264,7 +270,9 @@ def render(dataset: Dataset, result: LeakResult) -> str:
                        html.card("pairs found", len(pairs), "bad" if pairs else "good"),
                        html.card("our images in a pair", len({p["image"] for p in pairs}), "bad" if pairs else "good"))
     note = (f"Compared with the duplicate finder of <code>make dedupe</code>: same bytes, or pHash within "
-            f"{result.threshold} bits and dHash within {result.dhash_threshold}. Left: this dataset's image "
+            f"{result.threshold} bits and dHash within {result.dhash_threshold}, or a crop or small rotation "
+            f"confirmed by geometric verification; mirror images "
+            f"{'included' if result.flip else 'not included (FLIP=0)'}. Left: this dataset's image "
             f"(its boxes drawn), right: the other set's.")
     if not pairs:
         body = html.section("pairs", "Pairs", "<p>No near duplicates: nothing of the other set is in this "
