@@ -124,11 +124,12 @@ def score(record: dict, pairs, flip: bool) -> dict:
     precision, recall = labelled.precision_recall(found, truth_pairs)
     group_precision, group_recall = labelled.precision_recall(group_pairs, truth_pairs)
     group_of = {name: k for k, g in enumerate(groups) for name in g}
+    original_of = {str(k): v for k, v in record["original_of"].items()}  # int keys until saved as JSON
     by_kind = defaultdict(list)
     for name, original in scored.items():
         kind = record["transform"][name]
         if kind != "original":
-            by_kind[kind].append(group_of[name] == group_of[record["original_of"][str(original)]])
+            by_kind[kind].append(group_of[name] == group_of[original_of[str(original)]])
     mixed = sum(len({scored[n] for n in g}) > 1 for g in groups)
     return {"files": len(scored), "precision": precision, "recall": recall, "group_precision": group_precision,
             "group_recall": group_recall, "mixed_groups": mixed,

@@ -224,14 +224,21 @@ def leakcheck(dataset: Dataset, other: Path | str, part: str = "all", threshold:
     paths.update({THEIRS + str(path): path for path in their_records})
     duplicates = find_duplicates(fingerprints, threshold, dhash_threshold, DEFAULT_FLIP if flip is None else flip,
                                  progress, paths, digests)
-    ours_in = {c: [k[len(OURS):] for k in members if k.startswith(OURS)] for c, members in duplicates.clumps.items()}
-    theirs_in = {c: [k[len(THEIRS):] for k in members if k.startswith(THEIRS)]
-                 for c, members in duplicates.clumps.items()}
-    # pairs of one of ours and one of theirs (pairs within either set are dedupe's business)
-    found = [(image, path, 0) for c in duplicates.clumps for image in ours_in[c] for path in theirs_in[c]]
-    for a, b, distance in duplicates.near:
-        found += [(image, path, distance) for x, y in ((a, b), (b, a))
-                  for image in ours_in[x] for path in theirs_in[y]]
+    # Pairs of one of ours and one of theirs in one duplicate group (pairs within either set are
+    # dedupe's business). A group, not only the pairs found directly: the finder does not verify
+    # a pair already joined through other copies (a crop of ours joined through its rotated
+    # copy), and such a pair leaks all the same. distance: the pair's own (a crop's: window to
+    # frame) where it was found directly, else the whole frames' pHash bits.
+    direct = {}
+    for a, b, distance in duplicates.pairs():
+        direct[(a, b)] = direct[(b, a)] = distance
+    found = []
+    for group in duplicates.groups():
+        for image in (k for k in group if k.startswith(OURS)):
+            for other_key in (k for k in group if k.startswith(THEIRS)):
+                distance = direct.get((image, other_key),
+                                      neighbours.hamming(fingerprints[image].phash, fingerprints[other_key].phash))
+                found.append((image[len(OURS):], other_key[len(THEIRS):], distance))
     pairs = [{"image": image, "part": parts[image], "other": path, "distance": int(distance),
               "exact": digests[OURS + image] == digests[THEIRS + path]} for image, path, distance in found]
     pairs.sort(key=lambda p: (p["distance"], p["image"], p["other"]))
