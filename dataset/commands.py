@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .cli import Command, Var
+from .cli import Command, Var, yes_no
 from .errors import MasksetError
 
 
@@ -63,7 +63,8 @@ def dedupe(dataset, args):
     threshold, dhash_threshold = _defaults()
     return run_dedupe(dataset, threshold if args.threshold is None else args.threshold, args.dry_run,
                       progress=not args.quiet,
-                      dhash_threshold=dhash_threshold if args.dhash_threshold is None else args.dhash_threshold)
+                      dhash_threshold=dhash_threshold if args.dhash_threshold is None else args.dhash_threshold,
+                      flip=args.flip)
 
 
 def restore(dataset, args):
@@ -120,7 +121,7 @@ def split(dataset, args):
     from .split import make_split
     return make_split(dataset, args.val, args.seed, args.threshold, progress=not args.quiet,
                       dhash_threshold=args.dhash_threshold, test=args.test, resplit=args.resplit,
-                      folds=args.folds)
+                      folds=args.folds, flip=args.flip)
 
 
 def leakcheck(dataset, args):
@@ -129,7 +130,7 @@ def leakcheck(dataset, args):
         raise MasksetError("nothing to check against: pass OTHER=<folder | CSV | COCO json>, e.g. "
                            "make leakcheck OTHER=../coco/annotations/instances_val2017.json")
     return run(dataset, args.other, args.part, args.threshold, args.dhash_threshold, args.other_images,
-               Path(args.out) if args.out else None, progress=not args.quiet)
+               Path(args.out) if args.out else None, flip=args.flip, progress=not args.quiet)
 
 
 def report(dataset, args):
@@ -165,6 +166,8 @@ COMMANDS = [
     ), data="create", precheck=check_import),
     Command("dedupe", "exact and near duplicates: keep the best copy, quarantine the rest", dedupe, (
         *THRESHOLDS,
+        Var("FLIP", "a mirror image of a picture counts as its duplicate (off by default here: a dataset may "
+                    "hold both on purpose; make split and make leakcheck count them by default)", bool),
         Var("DRY_RUN", "write the review page and report, move nothing", bool),
         Var("QUIET", "no progress bars", bool),
     )),
@@ -211,6 +214,8 @@ COMMANDS = [
         Var("FOLDS", "also write k grouped, stratified cross-validation folds of train+val "
                      "(export/folds/; later runs keep them, FOLDS=0 drops them)", int),
         *SPLIT_THRESHOLDS,
+        Var("FLIP", "1/0: a mirror image counts as a duplicate (default 1, or the split's own: training flips "
+                    "images, so a mirror image across parts leaks)", yes_no),
         Var("QUIET", "no progress bars", bool),
     )),
     Command("leakcheck", "near duplicates between this dataset (or one part) and another image set; "
@@ -220,6 +225,7 @@ COMMANDS = [
             choices=("all", "train", "val", "test")),
         Var("OTHER_IMAGES", "the folder holding a COCO file's images (default: found beside it)"),
         *THRESHOLDS,
+        Var("FLIP", "1/0: a mirror image counts as a copy (default 1: training flips images)", yes_no),
         Var("OUT", "write leakcheck.html and .json here instead of export/ (for a read-only dataset)"),
         Var("QUIET", "no progress bars", bool),
     ), lock="read"),

@@ -6,18 +6,17 @@ page links them relatively, so the export folder can be zipped and sent.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import atomic, html, images
-from . import progress as progress_bars
+from . import atomic, hashcache, html, images
 
 THUMB = 200
 
 
-def _thumbnail(dataset, member, colours: dict[str, str]) -> bytes:
-    boxes = [(o.xmin, o.ymin, o.xmax, o.ymax, colours[o.name]) for o in member.objects or []]
-    return images.thumbnail(dataset.images / member.file, THUMB, boxes)
+def _make_thumbnails(task) -> None:
+    """In a worker: (image, boxes, thumbnail file) each."""
+    for source, boxes, target in task:
+        atomic.write_bytes(target, images.thumbnail(source, THUMB, boxes), durable=False)
 
 
 def _figure(member, tone: str, badge: str, conflict: str | None) -> str:
@@ -40,12 +39,12 @@ def write_page(dataset, the_plan, dry_run: bool, progress: bool = True) -> Path:
         for o in m.objects or []:
             colours.setdefault(o.name, images.COLOURS[len(colours) % len(images.COLOURS)])
 
-    def make(member):
-        atomic.write_bytes(thumbs / (member.file + ".jpg"), _thumbnail(dataset, member, colours), durable=False)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        list(progress_bars.bar(pool.map(make, members), total=len(members), desc="thumbnails",
-                               enabled=progress))
+    thumbs.mkdir(parents=True, exist_ok=True)
+    work = [(dataset.images / m.file, [(o.xmin, o.ymin, o.xmax, o.ymax, colours[o.name]) for o in m.objects or []],
+             thumbs / (m.file + ".jpg")) for m in members]
+    tasks = [work[k:k + 16] for k in range(0, len(work), 16)]
+    for _ in hashcache.run_tasks(_make_thumbnails, tasks, progress, "thumbnails", [len(t) for t in tasks]):
+        pass
 
     conflicts = {c.duplicate: c.why for c in the_plan.conflicts}
     parts = []
@@ -72,8 +71,8 @@ def write_page(dataset, the_plan, dry_run: bool, progress: bool = True) -> Path:
             f"{len(moves)} duplicates ({exact} exact, {len(moves) - exact} near), "
             f"{len(the_plan.conflicts)} conflicts; pHash threshold {the_plan.threshold}, "
             f"dHash threshold {the_plan.dhash_threshold}. "
-            f"Green: the copy kept (annotated first, then larger, then larger file); d = pHash "
-            f"bits from it.</p>")
+            f"Green: the copy kept (annotated first, then the larger picture inside any frame, not "
+            f"upscaled, then the better JPEG quality, then the larger file); d = pHash bits from it.</p>")
     if dry_run:
         head += ('<p class="banner">Dry run: nothing has been moved. Run <code>make dedupe</code> '
                  'to quarantine the duplicates.</p>')

@@ -1,11 +1,14 @@
 """Fingerprints of a dataset's images, hashed once: the cache under .cache/ and the worker pool.
 
-Hashing runs on every core: in forked worker processes when the caller has no other threads
-(the CLI), else in a thread pool (OpenCV releases the GIL for the whole decode). The cache keys
-each file by size and mtime, so after a scrape only the new images are hashed.
+Hashing (and verifying, dataset/verify.py) runs on every core: in forked worker processes when
+the caller has no other threads (the CLI), else in a thread pool (OpenCV releases the GIL for the
+whole decode). The cache keys each file by size and mtime, so after a scrape only the new images
+are hashed; it holds the files in images/ and in quarantine/ (a restore brings them back with the
+same bytes and mtime) and forgets the others.
 """
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 import signal
@@ -13,14 +16,18 @@ import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 from . import atomic
 from . import progress as progress_bars
 from .errors import MasksetError
-from .hashing import Fingerprint, hash_file
+from .hashing import VIEW_ROWS, Fingerprint, hash_file
 
 BATCH = 2048         # files handed to the worker pool at a time
-CACHE_NAME = "phash-v2.tsv"  # v2: OpenCV decode (pHashes moved ~1 bit from v1's), dHash added
-CACHE_HEADER = "# maskset pHash cache v2: name\tsize\tmtime_ns\tphash(hex)\tdhash(hex)\tsha256\n"
+# v3: the windows, the mirrored frame and the keeper's facts added (the whole frame's hashes are
+# v2's, bit for bit); one numpy archive, not a TSV: 700 bytes of views per image
+CACHE_NAME = "hashes-v3.npz"
+OLD_CACHES = ("phash-v*.tsv", "hashes-v*.npz")
 
 def _workers() -> int:
     try:
@@ -75,6 +82,35 @@ def _hash_many(paths: list[Path], progress: bool, desc: str = "hashing") -> dict
     return results
 
 
+def run_tasks(function, tasks: list, progress: bool = False, desc: str = "working", weights=None):
+    """Yield function(task) for each task (in any order) on every core: forked processes where
+    safe and worth it (PROCESS_MIN_FILES of weight), else threads. weights: each task's share of
+    the progress bar (default 1)."""
+    weights = list(weights) if weights is not None else [1] * len(tasks)
+    if not tasks:
+        return
+    workers = _workers()
+    if workers > 1 and len(tasks) > 1 and sum(weights) >= PROCESS_MIN_FILES // 4 and _fork_is_safe():
+        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                       initializer=_leave_ctrl_c_to_the_parent)
+    elif workers > 1 and len(tasks) > 1:
+        executor = ThreadPoolExecutor(max_workers=workers)
+    else:
+        executor = None
+    # the largest first, so that no worker is left with a big one at the end
+    order = sorted(range(len(tasks)), key=lambda k: -weights[k])
+    with progress_bars.bar(total=sum(weights), desc=desc, enabled=progress) as bar:
+        if executor is None:
+            for k in order:
+                yield function(tasks[k])
+                bar.update(weights[k])
+            return
+        with executor as pool:
+            for k, result in zip(order, pool.map(function, [tasks[k] for k in order])):
+                yield result
+                bar.update(weights[k])
+
+
 def hash_records(paths, progress: bool = False) -> dict[Path, tuple[Fingerprint, str]]:
     """(Fingerprint, sha256) of each image file, each file read once (no dataset, no cache)."""
     return _hash_many([Path(p) for p in paths], progress)
@@ -91,31 +127,38 @@ def cache_path(dataset) -> Path:
 
 
 def _read_cache(path: Path) -> dict[str, tuple[int, int, Fingerprint, str]]:
-    entries: dict[str, tuple[int, int, Fingerprint, str]] = {}
-    if not path.exists():
-        return entries
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.startswith("#"):
-                if line != CACHE_HEADER:
-                    return {}  # another format: derived data, rebuild it
-                continue
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 6:
-                continue  # a damaged line only costs a re-hash
-            name, size, mtime, phash, dhash, sha = parts
-            try:
-                entries[name] = (int(size), int(mtime), Fingerprint(int(phash, 16), int(dhash, 16)), sha)
-            except ValueError:
-                continue
+    """name -> (size, mtime_ns, Fingerprint, sha256); {} for a missing or unreadable cache
+    (derived data: it is rebuilt)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            columns = {k: archive[k] for k in ("name", "size", "mtime", "hashes", "views", "content", "ghost", "sha")}
+    except (OSError, ValueError, KeyError, EOFError):
+        return {}
+    if columns["views"].shape[1:] != (VIEW_ROWS, 3):
+        return {}
+    views = columns["views"]
+    entries = {}
+    for k, name in enumerate(columns["name"].tolist()):
+        phash, high, low = (int(v) for v in columns["hashes"][k])
+        fingerprint = Fingerprint(phash, high << 64 | low, views[k].tobytes(), float(columns["content"][k]),
+                                  int(columns["ghost"][k]))
+        entries[name] = (int(columns["size"][k]), int(columns["mtime"][k]), fingerprint, columns["sha"][k].decode())
     return entries
 
 
 def _write_cache(path: Path, entries: dict[str, tuple[int, int, Fingerprint, str]]) -> None:
-    lines = [CACHE_HEADER]
-    lines += [f"{name}\t{size}\t{mtime}\t{fp.phash:016x}\t{fp.dhash:032x}\t{sha}\n"
-              for name, (size, mtime, fp, sha) in sorted(entries.items())]
-    atomic.write_text(path, "".join(lines))
+    names = sorted(entries)
+    rows = [entries[n] for n in names]
+    out = io.BytesIO()
+    np.savez(out, name=np.array(names, dtype=str),
+             size=np.array([r[0] for r in rows], np.int64), mtime=np.array([r[1] for r in rows], np.int64),
+             hashes=np.array([(r[2].phash, r[2].dhash >> 64, r[2].dhash & 0xFFFF_FFFF_FFFF_FFFF) for r in rows],
+                             np.uint64).reshape(-1, 3),
+             views=np.frombuffer(b"".join(r[2].views for r in rows), np.uint64).reshape(-1, VIEW_ROWS, 3),
+             content=np.array([r[2].content for r in rows], np.float64),
+             ghost=np.array([r[2].ghost for r in rows], np.int16),
+             sha=np.array([r[3].encode() for r in rows], dtype="S64"))
+    atomic.write_bytes(path, out.getvalue(), durable=False)  # derived data: a crash costs a re-hash
 
 
 def image_records(dataset, files=None, progress: bool = True,
@@ -155,10 +198,23 @@ def image_records(dataset, files=None, progress: bool = True,
             del cache[name]
         if dataset.writable():
             _write_cache(cache_file, cache)
-        for old in cache_file.parent.glob("phash-v*.tsv"):
-            if old.name != CACHE_NAME:
-                old.unlink()  # an older format's cache: derived data, now replaced
+        for pattern in OLD_CACHES:
+            for old in cache_file.parent.glob(pattern):
+                if old.name != CACHE_NAME:
+                    old.unlink()  # an older format's cache: derived data, now replaced
     return {name: (cache[name][2], cache[name][3]) for name in wanted}
+
+
+def cached_entries(dataset) -> dict[str, tuple[int, int, Fingerprint, str]]:
+    """What the cache holds, as it is: name -> (size, mtime_ns, Fingerprint, sha256), for the
+    files in images/ and quarantine/ when it was last written."""
+    return _read_cache(cache_path(dataset))
+
+
+def cached_digests(dataset) -> set[str]:
+    """The sha256 of every file the cache holds (images/ and quarantine/): what derived data
+    keyed by content (verify.Verdicts) may keep."""
+    return {entry[3] for entry in cached_entries(dataset).values()}
 
 
 def _names_kept(dataset) -> set[str]:

@@ -144,7 +144,9 @@ def thumbnail(path: Path | str, max_side: int, boxes=(), quality: int = 80) -> b
     inverted or off-image box is drawn where it is, clipped, never an error."""
     with open_image(path) as image:
         full = image.size
-        image.draft("RGB", (max_side, max_side))
+        fit = max_side / max(full)
+        if fit < 1:  # JPEG: decode at the strongest reduction that still covers the thumbnail
+            image.draft("RGB", (max(1, int(full[0] * fit)), max(1, int(full[1] * fit))))
         load(image)
         picture = image.convert("RGB")
     picture.thumbnail((max_side, max_side))

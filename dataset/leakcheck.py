@@ -4,7 +4,8 @@ between this dataset (or one part of its split) and any other image set.
 A model's figures on a public benchmark mean little if copies of the benchmark's images are in
 its training data; a dataset's test part means little if it holds copies of another set the model
 trained on. This stage finds those copies with the same finder as `make dedupe` and `make split`
-(same bytes, or pHash and dHash within its thresholds), writes export/leakcheck.html (each pair
+(same bytes, pHash and dHash within its thresholds, a crop or small rotation confirmed by
+geometric verification, and a mirror image unless FLIP=0), writes export/leakcheck.html (each pair
 side by side) and export/leakcheck.json, and exits 1 when any pair is found.
 
 OTHER is a folder (searched recursively), a CSV whose first column names images (keras-retinanet's
@@ -26,7 +27,7 @@ from . import atomic, hashcache, hashing, html, images, neighbours, voc
 from .errors import MasksetError
 from .layout import IMAGE_SUFFIXES, Dataset
 from .results import Result
-from .split import PARTS, find_duplicates, read_record
+from .split import DEFAULT_FLIP, PARTS, find_duplicates, read_record
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class LeakResult(Result):
     dhash_threshold: int = neighbours.DEFAULT_DHASH_THRESHOLD
     seconds: float = 0.0
     written: list[str] = field(default_factory=list)
+    flip: bool = DEFAULT_FLIP
 
     @property
     def exit_code(self) -> int:
@@ -218,20 +220,31 @@ def leakcheck(dataset: Dataset, other: Path | str, part: str = "all", threshold:
     for path, (fp, sha) in their_records.items():
         fingerprints[THEIRS + str(path)] = fp
         digests[THEIRS + str(path)] = sha
-    duplicates = find_duplicates(fingerprints, threshold, dhash_threshold, flip, progress)
-    ours_in = {c: [k[len(OURS):] for k in members if k.startswith(OURS)] for c, members in duplicates.clumps.items()}
-    theirs_in = {c: [k[len(THEIRS):] for k in members if k.startswith(THEIRS)]
-                 for c, members in duplicates.clumps.items()}
-    # pairs of one of ours and one of theirs (pairs within either set are dedupe's business)
-    found = [(image, path, 0) for c in duplicates.clumps for image in ours_in[c] for path in theirs_in[c]]
-    for a, b, distance in duplicates.near:
-        found += [(image, path, distance) for x, y in ((a, b), (b, a))
-                  for image in ours_in[x] for path in theirs_in[y]]
+    paths = {OURS + n: dataset.images / n for n in ours}
+    paths.update({THEIRS + str(path): path for path in their_records})
+    duplicates = find_duplicates(fingerprints, threshold, dhash_threshold, DEFAULT_FLIP if flip is None else flip,
+                                 progress, paths, digests)
+    # Pairs of one of ours and one of theirs in one duplicate group (pairs within either set are
+    # dedupe's business). A group, not only the pairs found directly: the finder does not verify
+    # a pair already joined through other copies (a crop of ours joined through its rotated
+    # copy), and such a pair leaks all the same. distance: the pair's own (a crop's: window to
+    # frame) where it was found directly, else the whole frames' pHash bits.
+    direct = {}
+    for a, b, distance in duplicates.pairs():
+        direct[(a, b)] = direct[(b, a)] = distance
+    found = []
+    for group in duplicates.groups():
+        for image in (k for k in group if k.startswith(OURS)):
+            for other_key in (k for k in group if k.startswith(THEIRS)):
+                distance = direct.get((image, other_key),
+                                      neighbours.hamming(fingerprints[image].phash, fingerprints[other_key].phash))
+                found.append((image[len(OURS):], other_key[len(THEIRS):], distance))
     pairs = [{"image": image, "part": parts[image], "other": path, "distance": int(distance),
               "exact": digests[OURS + image] == digests[THEIRS + path]} for image, path, distance in found]
     pairs.sort(key=lambda p: (p["distance"], p["image"], p["other"]))
     return LeakResult(str(other), kind, part, len(names), len(their_records), pairs, unreadable,
-                      threshold, dhash_threshold, round(time.monotonic() - started, 2))
+                      threshold, dhash_threshold, round(time.monotonic() - started, 2),
+                      flip=DEFAULT_FLIP if flip is None else flip)
 
 
 # -- the page --------------------------------------------------------------------------------------
@@ -264,7 +277,9 @@ def render(dataset: Dataset, result: LeakResult) -> str:
                        html.card("pairs found", len(pairs), "bad" if pairs else "good"),
                        html.card("our images in a pair", len({p["image"] for p in pairs}), "bad" if pairs else "good"))
     note = (f"Compared with the duplicate finder of <code>make dedupe</code>: same bytes, or pHash within "
-            f"{result.threshold} bits and dHash within {result.dhash_threshold}. Left: this dataset's image "
+            f"{result.threshold} bits and dHash within {result.dhash_threshold}, or a crop or small rotation "
+            f"confirmed by geometric verification; mirror images "
+            f"{'included' if result.flip else 'not included (FLIP=0)'}. Left: this dataset's image "
             f"(its boxes drawn), right: the other set's.")
     if not pairs:
         body = html.section("pairs", "Pairs", "<p>No near duplicates: nothing of the other set is in this "

@@ -9,18 +9,25 @@ gathers over all hashes at once.
 from __future__ import annotations
 
 from itertools import combinations
+from typing import NamedTuple
 
 import numpy as np
 
 from . import progress as progress_bars
 from .errors import MasksetError
-from .hashing import DHASH_BITS, PHASH_BITS
+from .hashing import DHASH_BITS, MIRROR_ROW, PHASH_BITS, VIEW_ROWS
 
 # Two images are near duplicates when their pHashes are within DEFAULT_THRESHOLD bits (of 64)
 # and their dHashes, the second opinion, within DEFAULT_DHASH_THRESHOLD bits (of 128). Chosen on
 # the "tune" half of bench/dedupe_labelled_set.py (docs/dedupe.md has the numbers).
 DEFAULT_THRESHOLD = 10
 DEFAULT_DHASH_THRESHOLD = 40
+# A window of one image against another's whole frame: looser, since every such candidate is
+# verified (dataset/verify.py) before it counts. Chosen on the tune half (docs/dedupe.md).
+VIEW_THRESHOLD = 12
+VIEW_DHASH_THRESHOLD = 48
+VIEW_RADIUS = 2               # multi-index probe radius for the windows (exact would be 3)
+AUTO_CHUNKS_LIMIT = 30_000    # above this many images, 3 chunks of 21-22 bits instead of 4 of 16
 _POPCOUNT8 = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint8)
 
 
@@ -43,6 +50,47 @@ def _masks(bits: int, radius: int) -> np.ndarray:
     return np.array(masks, dtype=np.int64)
 
 
+def _chunks(bits: int, chunks: int) -> list[tuple[int, int]]:
+    """(start, width) of each chunk: 4 -> four of 16 bits, 3 -> 22, 21, 21."""
+    widths = [bits // chunks + (c < bits % chunks) for c in range(chunks)]
+    return [(sum(widths[:c]), w) for c, w in enumerate(widths)]
+
+
+def _probe(db: np.ndarray, queries: np.ndarray, chunks: int, radius: int, bar=None):
+    """Yield (query index, db index) arrays of the raw candidates: pairs that agree within
+    `radius` bits on some chunk (each once per chunk and mask it is found by)."""
+    qidx = np.arange(len(queries), dtype=np.int64)
+    for start, width in _chunks(64, chunks):
+        masks = _masks(width, radius)
+        keep = np.uint64((1 << width) - 1)
+        dchunk = ((db >> np.uint64(start)) & keep).astype(np.int64)
+        qchunk = dchunk if queries is db else ((queries >> np.uint64(start)) & keep).astype(np.int64)
+        order = np.argsort(dchunk, kind="stable")
+        bucket_size = np.bincount(dchunk, minlength=1 << width)
+        bucket_start = np.cumsum(bucket_size) - bucket_size
+        for mask in masks:
+            probe = qchunk ^ mask
+            counts = bucket_size[probe]
+            total = int(counts.sum())
+            if bar is not None:
+                bar.update()
+            if total == 0:
+                continue
+            # Expand each query's bucket range into (q, e) candidate pairs.
+            q = np.repeat(qidx, counts)
+            offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+            yield q, order[np.repeat(bucket_start[probe], counts) + offsets]
+
+
+def _collect(found: list, n: int):
+    if not found:
+        return (np.empty(0, np.int64),) * 3
+    q, e, d = (np.concatenate([f[k] for f in found]) for k in range(3))
+    # A pair close on several chunks is found several times: keep one.
+    _, first = np.unique(q * n + e, return_index=True)
+    return q[first], e[first], d[first]
+
+
 def near_index_pairs(values: np.ndarray, threshold: int, progress: bool = False):
     """All index pairs (i < j) with Hamming(values[i], values[j]) <= threshold.
 
@@ -50,47 +98,47 @@ def near_index_pairs(values: np.ndarray, threshold: int, progress: bool = False)
     """
     values = np.ascontiguousarray(values, dtype=np.uint64)
     n = len(values)
-    empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))
     if n < 2 or threshold < 0:
-        return empty
+        return (np.empty(0, np.int64),) * 3
     threshold = min(int(threshold), 64)
-    chunks, chunk_bits = 4, 16
-    radius = threshold // chunks
-    masks = _masks(chunk_bits, radius)
-    index = np.arange(n, dtype=np.int64)
+    chunks, radius = 4, min(int(threshold), 64) // 4
+    bar = progress_bars.bar(total=chunks * len(_masks(16, radius)), desc="grouping", unit="probe",
+                            enabled=progress)
     found = []
-    bar = progress_bars.bar(total=chunks * len(masks), desc="grouping", unit="probe", enabled=progress)
-    for c in range(chunks):
-        chunk = ((values >> np.uint64(c * chunk_bits)) & np.uint64(0xFFFF)).astype(np.int64)
-        order = np.argsort(chunk, kind="stable")
-        bucket_size = np.bincount(chunk, minlength=1 << chunk_bits)
-        bucket_start = np.cumsum(bucket_size) - bucket_size
-        for mask in masks:
-            probe = chunk ^ mask
-            counts = bucket_size[probe]
-            total = int(counts.sum())
-            bar.update()
-            if total == 0:
-                continue
-            # Expand each hash's bucket range into (i, j) candidate pairs.
-            i = np.repeat(index, counts)
-            offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-            j = order[np.repeat(bucket_start[probe], counts) + offsets]
-            keep = i < j  # each unordered pair once per probe; also drops i == j
-            i, j = i[keep], j[keep]
-            distance = popcount64(values[i] ^ values[j])
-            close = distance <= threshold
-            if close.any():
-                found.append((i[close], j[close], distance[close]))
+    for i, j in _probe(values, values, chunks, radius, bar):
+        keep = i < j  # each unordered pair once per probe; also drops i == j
+        i, j = i[keep], j[keep]
+        distance = popcount64(values[i] ^ values[j])
+        close = distance <= threshold
+        if close.any():
+            found.append((i[close], j[close], distance[close]))
     bar.close()
-    if not found:
-        return empty
-    i = np.concatenate([f[0] for f in found])
-    j = np.concatenate([f[1] for f in found])
-    d = np.concatenate([f[2] for f in found])
-    # A pair close on several chunks is found several times: keep one.
-    _, first = np.unique(i * n + j, return_index=True)
-    return i[first], j[first], d[first]
+    return _collect(found, n)
+
+
+def query_index_pairs(db: np.ndarray, queries: np.ndarray, threshold: int, chunks: int = 4,
+                      max_radius: int | None = None):
+    """All (query index, db index, distance) with Hamming(queries[q], db[e]) <= threshold, sorted
+    by (q, e): near_index_pairs generalised to a probe set that differs from the indexed set (the
+    windows of every image against every whole frame, in one index).
+
+    Exact (pigeonhole: some chunk within threshold // chunks bits) unless max_radius caps the
+    per-chunk radius below that: then a pair is found when some chunk is within max_radius bits
+    (at threshold 12 with 4 chunks and radius 2, only pairs with exactly 3 bits in every chunk
+    are missed: 99 % of the pairs found at 1/5 of the cost of radius 3)."""
+    db = np.ascontiguousarray(db, dtype=np.uint64)
+    queries = np.ascontiguousarray(queries, dtype=np.uint64)
+    if not len(db) or not len(queries) or threshold < 0:
+        return (np.empty(0, np.int64),) * 3
+    threshold = min(int(threshold), 64)
+    radius = threshold // chunks if max_radius is None else min(max_radius, threshold // chunks)
+    found = []
+    for q, e in _probe(db, queries, chunks, radius):
+        distance = popcount64(queries[q] ^ db[e])
+        close = distance <= threshold
+        if close.any():
+            found.append((q[close], e[close], distance[close]))
+    return _collect(found, len(db))
 
 
 def near_pairs(hashes: dict, threshold: int, progress: bool = False) -> list[tuple]:
@@ -99,6 +147,90 @@ def near_pairs(hashes: dict, threshold: int, progress: bool = False) -> list[tup
     values = np.fromiter((hashes[k] for k in keys), dtype=np.uint64, count=len(keys))
     i, j, d = near_index_pairs(values, threshold, progress)
     return sorted((keys[a], keys[b], int(dist)) for a, b, dist in zip(i.tolist(), j.tolist(), d.tolist()))
+
+
+DIRECT, MIRROR, VIEW = 0, 1, 2   # a candidate's kind: whole frames; mirrored frame; a window
+KINDS = ("direct", "mirror", "view")
+
+
+class Candidates(NamedTuple):
+    """Candidate pairs by index into the fingerprints' order, i < j, one row per pair and kind
+    (a DIRECT pair has no other row), sorted by (i, j, kind)."""
+    i: np.ndarray       # int64
+    j: np.ndarray
+    kind: np.ndarray    # int8: DIRECT | MIRROR | VIEW
+    distance: np.ndarray  # pHash bits of the closest (view, frame) match
+
+    def __len__(self) -> int:
+        return len(self.i)
+
+
+def _stack(fingerprints) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 1 + VIEW_ROWS) pHashes and (N, 1 + VIEW_ROWS, 2) dHashes: the whole frame, then the
+    windows, then the mirrored frame."""
+    n = len(fingerprints)
+    whole = np.empty((n, 1, 3), np.uint64)
+    for k, f in enumerate(fingerprints):
+        whole[k, 0] = (f.phash, f.dhash >> 64, f.dhash & 0xFFFF_FFFF_FFFF_FFFF)
+    if any(len(f.views) != VIEW_ROWS * 24 for f in fingerprints):
+        raise ValueError("candidate_pairs needs fingerprints with their views (hashing.fingerprint_bytes)")
+    views = np.frombuffer(b"".join(f.views for f in fingerprints), np.uint64).reshape(n, VIEW_ROWS, 3)
+    rows = np.concatenate([whole, views], axis=1) if n else np.empty((0, 1 + VIEW_ROWS, 3), np.uint64)
+    return np.ascontiguousarray(rows[:, :, 0]), np.ascontiguousarray(rows[:, :, 1:])
+
+
+def candidate_pairs(fingerprints, threshold: int = DEFAULT_THRESHOLD,
+                    dhash_threshold: int = DEFAULT_DHASH_THRESHOLD, flip: bool = False,
+                    view_threshold: int = VIEW_THRESHOLD, view_dhash_threshold: int = VIEW_DHASH_THRESHOLD,
+                    view_chunks: int | None = None) -> Candidates:
+    """Typed candidate pairs among a list of fingerprints (with their views):
+
+    DIRECT  whole frame against whole frame within (threshold, dhash_threshold): what dedupe
+            has always accepted, with no verification;
+    VIEW    any window (or the whole frame) of one image against the whole frame of another
+            within (view_threshold, view_dhash_threshold): a crop, a small rotation, a compound
+            edit, or two different pictures: verified before it counts;
+    MIRROR  (flip only) the mirrored frame against a whole frame within (threshold,
+            dhash_threshold): a flipped copy, or a symmetric face on a plain backdrop: verified.
+    """
+    check_thresholds(threshold, dhash_threshold)
+    n = len(fingerprints)
+    empty = Candidates(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int8), np.empty(0, np.int64))
+    if n < 2:
+        return empty
+    P, D = _stack(fingerprints)
+    whole = P[:, 0]
+    parts = []
+
+    def add(q_img, q_row, e_img, distance, kind, limit):
+        dd = popcount64(D[q_img, q_row, 0] ^ D[e_img, 0, 0]) + popcount64(D[q_img, q_row, 1] ^ D[e_img, 0, 1])
+        keep = (dd <= limit) & (q_img != e_img)
+        parts.append((np.minimum(q_img, e_img)[keep], np.maximum(q_img, e_img)[keep],
+                      np.full(int(keep.sum()), kind, np.int8), distance[keep]))
+
+    i, j, d = near_index_pairs(whole, threshold)
+    add(i, np.zeros(len(i), np.int64), j, d, DIRECT, dhash_threshold)
+    if view_threshold >= 0:
+        # The windows are the indexed side and the whole frames the probes: 28x fewer probes for
+        # the same raw candidates. The whole frame is indexed too (beyond `threshold`).
+        windows = P[:, :MIRROR_ROW + 1]          # whole frame + the windows
+        chunks = view_chunks or (4 if n <= AUTO_CHUNKS_LIMIT else 3)
+        frame, flat, d = query_index_pairs(windows.reshape(-1), whole, view_threshold, chunks, VIEW_RADIUS)
+        owner, row = np.divmod(flat, windows.shape[1])
+        add(owner, row, frame, d, VIEW, view_dhash_threshold)
+    if flip:
+        q, e, d = query_index_pairs(whole, P[:, 1 + MIRROR_ROW], threshold)
+        add(q, np.full(len(q), 1 + MIRROR_ROW), e, d, MIRROR, dhash_threshold)
+    i, j, kind, distance = (np.concatenate([p[k] for p in parts]) for k in range(4))
+    if not len(i):
+        return empty
+    order = np.lexsort((distance, kind, j, i))   # per pair: the strongest kind first, then closest
+    i, j, kind, distance = i[order], j[order], kind[order], distance[order]
+    first = np.r_[True, (i[1:] != i[:-1]) | (j[1:] != j[:-1]) | (kind[1:] != kind[:-1])]
+    i, j, kind, distance = i[first], j[first], kind[first], distance[first]
+    pair = i * n + j
+    keep = ~(np.isin(pair, pair[kind == DIRECT]) & (kind != DIRECT))  # nothing to verify there
+    return Candidates(i[keep], j[keep], kind[keep], distance[keep])
 
 
 def similar_pairs(fingerprints: dict, threshold: int = DEFAULT_THRESHOLD,

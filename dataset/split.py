@@ -2,8 +2,10 @@
 from export/annotations.csv, with no duplicate group across any boundary, kept stable as the
 dataset grows.
 
-Exact and near-duplicate images (as `make dedupe` finds them: same bytes, or pHash and dHash
-within its thresholds) form one group, and a group never straddles a boundary: otherwise val or
+Exact and near-duplicate images (as `make dedupe` finds them: same bytes, pHash and dHash within
+its thresholds, or a crop or small rotation confirmed by geometric verification) form one group,
+and so do mirror images (FLIP=1, the default here: keras-retinanet flips images in training, so a
+mirror image across parts is a leak; FLIP=0 turns it off, recorded in split.json), and a group never straddles a boundary: otherwise val or
 test holds copies of training images and every score is inflated. Groups are placed greedily,
 largest first, then moved one at a time while that brings each class's share of boxes (and the
 share of images) in val and in test nearer VAL and TEST.
@@ -39,6 +41,7 @@ from .errors import MasksetError
 from .export import csv_text
 from .layout import Dataset
 from .results import Result
+from .verify import VERSION as FINDER_VERSION, Verdicts, verdicts_path
 
 log = logging.getLogger(__name__)
 
@@ -100,19 +103,25 @@ class Duplicates:
                     yield (x, y, distance) if x < y else (y, x, distance)
 
 
-def find_duplicates(fingerprints: dict, threshold: int, dhash_threshold: int, flip: bool | None = None,
-                    progress: bool = False) -> Duplicates:
+DEFAULT_FLIP = True   # keras-retinanet flips images in training: a mirror image across parts leaks
+
+
+def find_duplicates(fingerprints: dict, threshold: int, dhash_threshold: int, flip: bool = DEFAULT_FLIP,
+                    progress: bool = False, paths: dict | None = None, digests: dict | None = None,
+                    verdicts=None) -> Duplicates:
     """The duplicates among `fingerprints` (key -> hashing.Fingerprint): the finder of `make
-    dedupe` (neighbours.similar_pairs), run once per distinct fingerprint. flip: whether a
-    mirrored copy counts as a duplicate; None leaves it to the finder's default (issue 14 adds
-    it there)."""
+    dedupe` (verify.find_pairs: whole frames within the thresholds; crops, small rotations and,
+    with flip, mirror images confirmed against the files in `paths`, key -> path), run once per
+    distinct fingerprint. Without paths, whole frames only."""
+    from .verify import find_pairs
     clumps: dict = {}
     for key in sorted(fingerprints):
         clumps.setdefault(fingerprints[key], []).append(key)
     firsts = {members[0]: fingerprint for fingerprint, members in clumps.items()}
-    options = {} if flip is None else {"flip": flip}
-    near = neighbours.similar_pairs(firsts, threshold, dhash_threshold, progress=progress, **options)
-    return Duplicates({members[0]: members for members in clumps.values()}, near)
+    found = find_pairs(firsts, None if paths is None else {k: paths[k] for k in firsts},
+                       None if digests is None else {k: digests[k] for k in firsts},
+                       threshold, dhash_threshold, flip, verdicts, progress)
+    return Duplicates({members[0]: members for members in clumps.values()}, found.pairs)
 
 
 def parse_resplit(text) -> str | None:
@@ -140,6 +149,7 @@ class SplitResult(Result):
     counts: dict                      # {part: {"images": n, "boxes": {class: n}}}
     threshold: int
     dhash_threshold: int
+    flip: bool = DEFAULT_FLIP
     val: float = DEFAULT_VAL
     test: float = DEFAULT_TEST
     seed: int = DEFAULT_SEED
@@ -184,7 +194,8 @@ class SplitResult(Result):
         lines.append(f"leakage prevented: {self.pairs} duplicate pairs in {self.groups} groups kept "
                      f"in one part; a plain random split would have put {self.random_cross_pairs} "
                      f"pairs across the parts")
-        lines.append(f"hashed {self.hashed} new or changed images (the rest from the cache)")
+        lines.append(f"hashed {self.hashed} new or changed images (the rest from the cache); mirror images "
+                     f"{'counted as duplicates' if self.flip else 'not counted (FLIP=0)'}")
         if self.folds:
             sizes = ", ".join(str(c["images"]) for c in self.folds["counts"].values())
             lines.append(f"folds: {self.folds['k']} grouped, stratified folds of train+val ({sizes} images)")
@@ -251,12 +262,14 @@ def read_record(dataset: Dataset) -> dict | None:
 
 
 def _settings(record_path: Path, previous: dict | None, resplit: str | None, val, test, seed, threshold,
-              dhash_threshold) -> dict:
+              dhash_threshold, flip=None) -> dict:
     """The split's settings: the values given, else the record's, else the defaults. Keeping a
     split (no RESPLIT) with other values than it was drawn with is an error that says how."""
     defaults = {"val": DEFAULT_VAL, "test": DEFAULT_TEST, "seed": DEFAULT_SEED,
-                "threshold": neighbours.DEFAULT_THRESHOLD, "dhash_threshold": neighbours.DEFAULT_DHASH_THRESHOLD}
-    given = {"val": val, "test": test, "seed": seed, "threshold": threshold, "dhash_threshold": dhash_threshold}
+                "threshold": neighbours.DEFAULT_THRESHOLD, "dhash_threshold": neighbours.DEFAULT_DHASH_THRESHOLD,
+                "flip": DEFAULT_FLIP}
+    given = {"val": val, "test": test, "seed": seed, "threshold": threshold, "dhash_threshold": dhash_threshold,
+             "flip": flip}
     recorded = {k: (previous or {}).get(k) for k in defaults}
     settings = {k: given[k] if given[k] is not None else recorded[k] if recorded[k] is not None else d
                 for k, d in defaults.items()}
@@ -279,7 +292,7 @@ def _settings(record_path: Path, previous: dict | None, resplit: str | None, val
         raise MasksetError(f"VAL={val} and TEST={test} leave nothing to train on: keep VAL+TEST below 1.")
     neighbours.check_thresholds(int(settings["threshold"]), int(settings["dhash_threshold"]))
     settings.update(val=val, test=test, seed=int(settings["seed"]), threshold=int(settings["threshold"]),
-                    dhash_threshold=int(settings["dhash_threshold"]))
+                    dhash_threshold=int(settings["dhash_threshold"]), flip=bool(settings["flip"]))
     return settings
 
 
@@ -403,7 +416,8 @@ def split(dataset: Dataset, val: float | None = None, seed: int | None = None, t
         if resplit != ALL:
             raise
         previous = None  # drawn anew; write_split keeps the unreadable file beside
-    settings = _settings(dataset.export / RECORD, previous, resplit, val, test, seed, threshold, dhash_threshold)
+    settings = _settings(dataset.export / RECORD, previous, resplit, val, test, seed, threshold, dhash_threshold,
+                         flip)
     if folds is None and previous is not None and isinstance(previous.get("folds"), dict):
         folds = previous["folds"].get("k")  # kept like the other settings: the folds follow the split
     if folds is not None and folds != 0 and not 2 <= folds <= 50:
@@ -429,7 +443,11 @@ def split(dataset: Dataset, val: float | None = None, seed: int | None = None, t
     records = hashcache.image_records(dataset, files=images, progress=progress, counts=counted)
     fingerprints = {n: fp for n, (fp, _) in records.items()}
     sha = {n: s for n, (_, s) in records.items()}
-    duplicates = find_duplicates(fingerprints, settings["threshold"], settings["dhash_threshold"], flip, progress)
+    verdicts = Verdicts(verdicts_path(dataset))
+    duplicates = find_duplicates(fingerprints, settings["threshold"], settings["dhash_threshold"], settings["flip"],
+                                 progress, {n: dataset.images / n for n in images}, sha, verdicts)
+    if dataset.writable():
+        verdicts.save(keep=hashcache.cached_digests(dataset))
     groups = duplicates.groups()
 
     known = dict(previous.get("departed") or {}) if previous else {}
@@ -495,7 +513,8 @@ def split(dataset: Dataset, val: float | None = None, seed: int | None = None, t
         assignment={path: parts[name] for path, name in sorted(names.items()) if name in parts},
         groups=sum(len(g) > 1 for g in groups), pairs=duplicates.count(), random_cross_pairs=random_cross,
         counts=counts, threshold=settings["threshold"], dhash_threshold=settings["dhash_threshold"],
-        val=settings["val"], test=settings["test"], seed=settings["seed"], mode=mode, held_out=held_out,
+        flip=settings["flip"], val=settings["val"], test=settings["test"], seed=settings["seed"], mode=mode,
+        held_out=held_out,
         hashed=counted.get("hashed", 0))
     departed = {n: p for n, p in known.items() if n not in box_counts
                 and (resplit is None or (resplit == TRAINVAL and p == "test"))}
@@ -640,6 +659,7 @@ def record_of(plan: _Plan) -> dict:
     return {
         "version": VERSION, "val": result.val, "test": result.test, "seed": result.seed,
         "threshold": result.threshold, "dhash_threshold": result.dhash_threshold,
+        "flip": result.flip, "finder": FINDER_VERSION,
         "parts": {n: plan.parts[n] for n in placed},
         "sha256": {n: plan.sha[n] for n in placed},
         "held_out": dict(sorted(result.held_out.items())),

@@ -68,8 +68,7 @@ def test_seed_voc_dedupe_restore_roundtrip(seed_dataset, seed_voc, artifacts):
     make("dedupe", data=data)
     report = json.loads((seed_dataset.export / "dedupe.json").read_text())
     # The hashes dedupe used (the files have moved, so read its cache).
-    cache = {line.split("\t")[0]: (int(line.split("\t")[3], 16), int(line.split("\t")[4], 16))
-             for line in hashcache.cache_path(seed_dataset).read_text().splitlines() if not line.startswith("#")}
+    cache = {name: (fp.phash, fp.dhash) for name, (_, _, fp, _) in hashcache.cached_entries(seed_dataset).items()}
     sha = {Path(p).name: h for p, h in before.items() if p.startswith("images/")}
     assert set(cache) == set(sha)
 
@@ -79,29 +78,38 @@ def test_seed_voc_dedupe_restore_roundtrip(seed_dataset, seed_voc, artifacts):
     assert max(by_sha.values()) == 1
     assert report["exact"] == len(sha) - len(set(sha.values())) == 691 - 619
 
-    # Groups equal a brute-force reference over the same hashes (plus identical bytes).
+    # Every group of a brute-force reference over the same whole-frame hashes (plus identical
+    # bytes) lies inside one group found; the finder may join more (a verified crop, rotation),
+    # but only whole reference groups, and those joins are few on this set of distinct pictures.
     pairs = [(a, b) for a, b in itertools.combinations(sorted(cache), 2)
              if (cache[a][0] ^ cache[b][0]).bit_count() <= report["threshold"]
              and (cache[a][1] ^ cache[b][1]).bit_count() <= report["dhash_threshold"] or sha[a] == sha[b]]
     reference = [g for g in neighbours.groups(sorted(cache), pairs) if len(g) > 1]
     found = sorted(sorted([d["keeper"], *(x["file"] for x in d["duplicates"])]) for d in report["details"])
-    assert found == reference
     group_of = {name: i for i, g in enumerate(found) for name in g}
+    for g in reference:
+        assert len({group_of.get(name) for name in g}) == 1 and g[0] in group_of
+    assert 0 <= sum(len(g) for g in found) - sum(len(g) for g in reference) <= 40
+    # the windows found candidates and they were checked (by the dry run: its verdicts are kept)
+    assert dry["verified"] > 0 and report["verified"] == 0 and report["verdicts_remembered"] >= dry["verified"]
     copies = Counter(sha.values())
     for name, digest in sha.items():  # identical files always share one group
         if copies[digest] > 1:
             assert {group_of[n] for n in sha if sha[n] == digest} == {group_of[name]}
-    assert len(left) == len(cache) - sum(len(g) - 1 for g in reference)
+    assert len(left) == len(cache) - sum(len(g) - 1 for g in found)
     assert 400 <= len(left) <= 460  # "about 430 distinct to the eye"
 
-    # Keeper rule: annotated first (all seed images are), then more pixels, then more bytes.
+    # Keeper rule: annotated first (all seed images are), then the resolution of the picture
+    # (within RESOLUTION_TIE of the best counts as as good), then compression, then bytes: no
+    # duplicate has clearly more pixels than its keeper.
+    from dataset.dedupe import RESOLUTION_TIE
     for detail in report["details"]:
-        def rank(name):
+        def pixels(name):
             where = seed_dataset.images / name if name == detail["keeper"] else \
                 duplicates_folder(seed_dataset) / name
             with Image.open(where) as im:
-                return (im.width * im.height, where.stat().st_size)
-        assert all(rank(detail["keeper"]) >= rank(d["file"]) for d in detail["duplicates"])
+                return im.width * im.height
+        assert all(pixels(detail["keeper"]) >= RESOLUTION_TIE * pixels(d["file"]) for d in detail["duplicates"])
 
     # No annotation lost: boxes in the dataset plus quarantine are the boxes before.
     assert _boxes(seed_dataset.annotations) + _boxes(duplicates_folder(seed_dataset)) == boxes_before
@@ -182,7 +190,7 @@ def test_incremental_and_named_restore(sample_dataset):
     keeper = first.plan.groups[0].keeper.file
 
     # A new scrape brings a resized copy of a keeper and a new picture: only those are hashed.
-    cache_before = hashcache.cache_path(dataset).read_text().splitlines()
+    cache_before = hashcache.cached_entries(dataset)
     with Image.open(dataset.images / keeper) as im:
         copy = im.resize((im.width // 2, im.height // 2))
     (dataset.images / "zz_new_copy.jpg").write_bytes(jpeg_bytes(copy, 75))
@@ -191,8 +199,8 @@ def test_incremental_and_named_restore(sample_dataset):
     (dataset.images / "zz_new_scene.jpg").write_bytes(jpeg_bytes(render_scene(random.Random(99))[0]))
     with dataset.lock("dedupe"):
         second = dedupe(dataset, progress=False)
-    cache_after = hashcache.cache_path(dataset).read_text().splitlines()
-    assert set(cache_after) - set(cache_before) == {l for l in cache_after if l.startswith("zz_new")}
+    cache_after = hashcache.cached_entries(dataset)
+    assert {n for n in cache_after if cache_after[n] != cache_before.get(n)} == {"zz_new_copy.jpg", "zz_new_scene.jpg"}
     assert [[x["file"] for x in d["duplicates"]] for d in second.report["details"]] == [["zz_new_copy.jpg"]]
     assert second.report["details"][0]["keeper"] == keeper  # annotated beats unannotated
 

@@ -212,8 +212,10 @@ def test_image_hashes_cache_is_incremental(tmp_path):
     assert cache.exists()
 
     # Prove the cache is read, not recomputed: plant a marker hash for an unchanged file.
-    text = cache.read_text().replace(f"{first['img1.jpg'].phash:016x}", "00000000000000ff")
-    cache.write_text(text)
+    entries = hashcache.cached_entries(dataset)
+    size, mtime, fingerprint, sha = entries["img1.jpg"]
+    entries["img1.jpg"] = (size, mtime, fingerprint._replace(phash=0xFF), sha)
+    hashcache._write_cache(cache, entries)
     assert hashcache.image_hashes(dataset, progress=False)["img1.jpg"].phash == 0xFF
 
     # A changed file (new bytes, new mtime) is hashed again; a new one is added.

@@ -127,8 +127,24 @@ def test_leakage_count_matches_an_independent_random_split(fresh):
         records[name(a)][1] == records[name(b)][1]
         or neighbours.hamming(records[name(a)][0].phash, records[name(b)][0].phash) <= result.threshold
         and neighbours.hamming(records[name(a)][0].dhash, records[name(b)][0].dhash) <= result.dhash_threshold)]
-    assert result.pairs == len(pairs)
-    assert result.random_cross_pairs == sum((a in naive_val) != (b in naive_val) for a, b in pairs)
+    # The finder joins more than whole frames: crops, small rotations, mirror images (FLIP is on
+    # by default here), each confirmed by geometric verification. Those extra pairs are checked
+    # here on their own: each one verifies, directly or mirrored.
+    from dataset import verify
+    from dataset.split import find_duplicates
+    found = find_duplicates({n: fp for n, (fp, _) in records.items()}, result.threshold, result.dhash_threshold,
+                            True, paths={n: fresh.images / n for n in records},
+                            digests={n: sha for n, (_, sha) in records.items()})
+    by_path = {name(p): p for p in images}
+    finder_pairs = {tuple(sorted((by_path[a], by_path[b]))) for a, b, _ in found.pairs() if a in by_path and b in by_path}
+    assert set(pairs) <= finder_pairs
+    extra = finder_pairs - set(pairs)
+    assert len(extra) <= 20
+    for a, b in extra:
+        fa, fb = (verify.features_file(fresh.images / name(x)) for x in (a, b))
+        assert verify.verify(fa, fb).ok or verify.verify(fa, verify.mirrored(fb)).ok, (a, b)
+    assert result.pairs == len(finder_pairs)
+    assert result.random_cross_pairs == sum((a in naive_val) != (b in naive_val) for a, b in finder_pairs)
 
 
 def test_same_seed_same_bytes_other_seed_other_split(fresh):
