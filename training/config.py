@@ -54,6 +54,12 @@ class TrainConfig:
     weights_file: str | None = None  # the file `weights` resolved to (filled in at start)
     device: str = ""                 # "gpu" or "cpu" (filled in at start)
     extra: dict = field(default_factory=dict)
+    # DEVICES=: "1" (one device, no strategy), "N" or "all" (training/devices.py); and what it gave,
+    # filled in at start: the devices used, how many replicas, each one's share of the batch
+    devices: str = "1"
+    device_names: list = field(default_factory=list)
+    replicas: int = 1
+    per_replica_batch: int | None = None
 
     def resolved(self) -> "TrainConfig":
         """A copy with the device-dependent defaults filled in."""
