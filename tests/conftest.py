@@ -59,7 +59,7 @@ def gui_tools():
 
 # -- deploy: one tiny run trained on two devices, and its exports (tests/test_devices.py,
 # test_export_model.py, test_live.py share them) -------------------------------------------------
-DEPLOY_TRAIN = dict(EPOCHS=3, STEPS=8, BATCH=4, WEIGHTS="none", LR="8e-4", IMAGE_MIN_SIDE=96, IMAGE_MAX_SIDE=120,
+DEPLOY_TRAIN = dict(EPOCHS=2, STEPS=8, BATCH=4, WEIGHTS="none", LR="8e-4", IMAGE_MIN_SIDE=96, IMAGE_MAX_SIDE=120,
                     TRAIN_SEED=1, FREEZE_BACKBONE=0, RANDOM_TRANSFORM=0, DEVICES=2)
 
 

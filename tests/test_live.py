@@ -133,6 +133,30 @@ def test_a_file_source_gives_every_frame(onnx_model, frames, tmp_path):
     assert decoded_frames(tmp_path / "annotated.mp4") == 6
 
 
+def test_video_and_the_keras_model_take_the_same_paths(onnx_model, deploy_run, frames, tmp_path):
+    """VIDEO= (the batch path) with the export, and SOURCE= with the run's Keras model (RUN=)."""
+    import cv2
+    dataset, runs_dir, run_dir, _ = deploy_run
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, (160, 128))
+    for frame in frames[:3]:
+        writer.write(frame)
+    writer.release()
+    make("detect", MODEL=onnx_model, VIDEO=video, SCORE=0.05, OUT=tmp_path / "batch")
+    batch = json.loads((tmp_path / "batch" / "detections.json").read_text())["inputs"][str(video)]["frames"]
+    assert len(batch) == 3 and decoded_frames(tmp_path / "batch" / "clip.mp4") == 3
+    result = make("detect", RUNS=runs_dir, RUN=run_dir, SOURCE=video, SCORE=0.05, OUT=tmp_path / "keras.mp4")
+    live = lines(tmp_path / "keras.jsonl")
+    assert "inference.h5 (keras)" in result.stdout and len(live) == 3
+    for one, other in zip(batch, live):  # the same frames, the same detections, either path
+        order = lambda found: sorted(found, key=lambda d: (d["class"], d["box"]))  # noqa: E731
+        assert len(one["detections"]) == len(other["detections"])
+        for a, b in zip(order(one["detections"]), order(other["detections"])):
+            assert a["class"] == b["class"]
+            assert abs(a["score"] - b["score"]) <= 1e-3
+            assert max(abs(x - y) for x, y in zip(a["box"], b["box"])) <= 1.0
+
+
 def test_without_out_the_detections_go_to_a_new_detect_folder(onnx_model, deploy_run, frames):
     _, _, run_dir, _ = deploy_run
     before = set((run_dir / "detect").glob("*")) if (run_dir / "detect").exists() else set()

@@ -114,6 +114,7 @@ def _need_format(args) -> None:
     if not args.format:
         raise MasksetError("FORMAT= is needed: savedmodel, tflite, onnx or ncnn (see docs/deploy.md).")
 
+
 COMMANDS = [
     Command("train", "train keras-retinanet RetinaNet on export/train.csv (val.csv for val mAP)", train, (
         Var("EPOCHS", f"epochs (default {DEFAULT_EPOCHS})", int),
@@ -168,7 +169,7 @@ COMMANDS = [
         Var("OUT", "output folder (default: <run>/export)"),
         Var("IMAGES", "check on the first N val images (default: all)", int),
         Var("THREADS", "runtime threads during the check (default: the runtime's own)", int),
-    ), data="optional", lock=None, precheck=lambda args: _need_format(args)),
+    ), data="optional", lock=None, precheck=_need_format),
     Command("weights", "download and check the COCO ResNet50 RetinaNet weights", weights, (
         Var("WEIGHTS_URL", "where to download from"),
         Var("WEIGHTS_CACHE", "cache folder"),

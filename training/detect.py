@@ -237,7 +237,8 @@ def detect(run_dir: Path | None, image: str | None = None, folder: str | None = 
         results = detect_video(model, Path(video).resolve(), out, score)
     else:
         results = detect_files(model, inputs_from(image, folder), out, score)
-    atomic.write_json(out / "detections.json", {"run": str(model.run_dir), "model": model.source,
+    atomic.write_json(out / "detections.json", {"run": str(model.run_dir) if model.run_dir else None,
+                                                "model": model.source,
                                                 "score_threshold": score, "classes": list(model.classes.values()),
                                                 "inputs": results})
     return out

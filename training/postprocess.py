@@ -49,41 +49,36 @@ def regress_boxes(anchors: np.ndarray, regression: np.ndarray, height: int, widt
                      np.clip(x2, zero, right), np.clip(y2, zero, bottom)], axis=1)
 
 
-def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one [x1, y1, x2, y2] against many, as TF's NMS kernel computes it (float32)."""
-    ax1, ax2 = min(box[0], box[2]), max(box[0], box[2])
-    ay1, ay2 = min(box[1], box[3]), max(box[1], box[3])
-    bx1 = np.minimum(boxes[:, 0], boxes[:, 2])
-    bx2 = np.maximum(boxes[:, 0], boxes[:, 2])
-    by1 = np.minimum(boxes[:, 1], boxes[:, 3])
-    by2 = np.maximum(boxes[:, 1], boxes[:, 3])
-    area_a = (ax2 - ax1) * (ay2 - ay1)
-    area_b = (bx2 - bx1) * (by2 - by1)
-    iw = np.maximum(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), np.float32(0))
-    ih = np.maximum(np.minimum(ay2, by2) - np.maximum(ay1, by1), np.float32(0))
-    inter = iw * ih
-    union = area_a + area_b - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where((area_a > 0) & (area_b > 0), inter / union, np.float32(0))
-    return iou.astype(np.float32)
-
-
 def nms(boxes: np.ndarray, scores: np.ndarray, max_output: int, iou_threshold: float) -> np.ndarray:
-    """Indices kept by greedy NMS, in the order TF returns them (by score, ties by index)."""
+    """Indices kept by greedy NMS, in the order TF returns them (by score, ties by index).
+
+    IoU as TF's kernel computes it, in float32: corners normalised with min/max, a box of zero or
+    negative area overlapping nothing. The candidates are sorted once; each kept box is compared
+    with the contiguous tail after it."""
     order = np.argsort(-scores, kind="stable")
-    boxes = boxes.astype(np.float32, copy=False)
-    keep: list[int] = []
-    alive = np.ones(len(order), dtype=bool)
+    b = boxes[order].astype(np.float32, copy=False)
+    x1, x2 = np.minimum(b[:, 0], b[:, 2]), np.maximum(b[:, 0], b[:, 2])
+    y1, y2 = np.minimum(b[:, 1], b[:, 3]), np.maximum(b[:, 1], b[:, 3])
+    area = (x2 - x1) * (y2 - y1)
     threshold = np.float32(iou_threshold)
-    for rank, index in enumerate(order):
+    zero = np.float32(0)
+    alive = np.ones(len(order), dtype=bool)
+    keep: list[int] = []
+    for i in range(len(order)):
+        if not alive[i]:
+            continue
+        keep.append(int(order[i]))
         if len(keep) >= max_output:
             break
-        if not alive[rank]:
-            continue
-        keep.append(int(index))
-        rest = order[rank + 1:]
-        if len(rest):
-            alive[rank + 1:] &= ~(iou_one_to_many(boxes[index], boxes[rest]) > threshold)
+        if not area[i] > 0:
+            continue  # IoU 0 with everything: suppresses nothing
+        iw = np.maximum(np.minimum(x2[i], x2[i + 1:]) - np.maximum(x1[i], x1[i + 1:]), zero)
+        ih = np.maximum(np.minimum(y2[i], y2[i + 1:]) - np.maximum(y1[i], y1[i + 1:]), zero)
+        inter = iw * ih
+        other = area[i + 1:]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = np.where(other > 0, inter / (area[i] + other - inter), zero)
+        alive[i + 1:] &= ~(iou > threshold)
     return np.asarray(keep, dtype=np.int64)
 
 

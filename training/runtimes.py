@@ -133,9 +133,12 @@ class OnnxRunner(Runner):
 
 
 class TfliteRunner(Runner):
-    """TF's own TFLite interpreter (XNNPACK delegate by default; it takes static shapes only, so a
-    model exported for any input size runs on the built-in kernels). The tensors are resized
-    once per new input size."""
+    """TF's own TFLite interpreter, on its built-in kernels: its XNNPACK delegate takes graphs of
+    static shapes only, and an export for any input size is not one (XNNPACK would refuse it with
+    a warning on every start). The whole graph (GRAPH=full) keeps TFLite's default set-up: there
+    the padded NMS indices come out as 300 detections an image, which the check reports, where the
+    built-in GATHER alone stops with "gather index out of bounds". The tensors are resized once
+    per new input size."""
 
     name = "tflite"
 
@@ -143,7 +146,10 @@ class TfliteRunner(Runner):
         from .model import quiet_tensorflow
         tf = quiet_tensorflow()
         super().__init__(graph, params)
-        self.interpreter = tf.lite.Interpreter(str(path), num_threads=threads)
+        resolver = tf.lite.experimental.OpResolverType
+        self.interpreter = tf.lite.Interpreter(
+            str(path), num_threads=threads,
+            experimental_op_resolver_type=resolver.AUTO if graph == "full" else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         signature = self.interpreter.get_signature_runner("serving_default")
         self.input = signature.get_input_details()["image"]["index"]
         self.output_index = {name: d["index"] for name, d in signature.get_output_details().items()}
@@ -168,6 +174,9 @@ class NcnnRunner(Runner):
 
     def __init__(self, param: Path, binary: Path, graph: str = "heads", params: dict | None = None,
                  threads: int | None = None, io: dict | None = None):
+        # ncnn's OpenMP (libgomp) spins its idle threads by default: on this shared 2-core machine
+        # that took 666 CPU-ms per image instead of 218. libgomp reads this when ncnn loads it.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import ncnn
         super().__init__(graph, params)
         self.net = ncnn.Net()
@@ -176,8 +185,6 @@ class NcnnRunner(Runner):
         options.use_winograd_convolution = True
         options.use_fp16_packed = options.use_fp16_storage = options.use_fp16_arithmetic = False
         options.use_bf16_storage = False
-        if hasattr(options, "openmp_blocktime"):
-            options.openmp_blocktime = 0  # no spinning between layers (cf. ONNX Runtime above)
         if self.net.load_param(str(param)) != 0 or self.net.load_model(str(binary)) != 0:
             raise MasksetError(f"{param}: ncnn cannot load this model (or {binary.name}); export it again.")
         self.io = io or {"input": "in0", "classification": "out0", "regression": "out1"}
