@@ -148,26 +148,14 @@ def part_formats(run: Path, data: Path | None, exports: dict, args) -> tuple[dic
     return results, models
 
 
-def frames_of(video: Path) -> list:
-    import cv2
-    capture = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    return frames
-
-
 def part_live(model, video: Path, args, tmp: Path) -> dict:
     """Bare detection vs the loop on a file vs the loop on a live stream, in short adjacent blocks
     (the order alternating), so each round's ratio compares runs seconds apart: the ratio of the
     medians of per-round ratios, wall and CPU."""
-    from dataset.fixtures.mjpeg import MjpegServer
+    from dataset.fixtures.mjpeg import MjpegServer, video_frames
     from training.detect import detect_array
     from training.live import FrameSource, run_live
-    frames = frames_of(video)[:args.live_frames]
+    frames = video_frames(str(video))[:args.live_frames]
     for frame in frames[:2]:
         detect_array(model, frame)
     kinds = ("bare", "loop", "stream")

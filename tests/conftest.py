@@ -68,14 +68,8 @@ def deploy_run(tmp_path_factory):
     """(dataset, runs folder, run folder, make's output): `make train DEVICES=2` on the easy set
     of tests/test_train.py. Trained data-parallel on two logical CPU devices, it is the
     two-device test's run and the model every export, detect and live test runs."""
-    from helpers import make
-    from test_train import easy_dataset
-    root = tmp_path_factory.mktemp("deploy")
-    dataset = easy_dataset(root)
-    runs_dir = root / "runs"
-    result = make("train", data=dataset.root, RUNS=runs_dir, **DEPLOY_TRAIN, timeout=900)
-    (run_dir,) = [p for p in runs_dir.iterdir() if p.is_dir()]
-    return dataset, runs_dir, run_dir, result
+    from test_train import train_easy
+    return train_easy(tmp_path_factory.mktemp("deploy"), DEPLOY_TRAIN)
 
 
 @pytest.fixture(scope="session")

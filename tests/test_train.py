@@ -47,14 +47,18 @@ def easy_dataset(root: Path, count: int = 64, seed: int = 0):
     return dataset
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
+def train_easy(root: Path, settings: dict):
+    """(dataset, runs folder, run folder, make's result): `make train` with `settings` on the easy set."""
     dataset = easy_dataset(root)
     runs_dir = root / "runs"
-    result = make("train", data=dataset.root, RUNS=runs_dir, **TRAIN, timeout=900)
+    result = make("train", data=dataset.root, RUNS=runs_dir, **settings, timeout=900)
     (run_dir,) = [p for p in runs_dir.iterdir() if p.is_dir()]
     return dataset, runs_dir, run_dir, result
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    return train_easy(tmp_path_factory.mktemp("train"), TRAIN)
 
 
 @pytest.fixture(scope="session")
