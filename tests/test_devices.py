@@ -6,20 +6,15 @@ at 96-120 px); the export, detect and live tests use the same run.
 """
 from __future__ import annotations
 
-import csv
 import json
 
 import pytest
 
 from conftest import DEPLOY_TRAIN
 from helpers import make
+from test_train import assert_loss_falls, log_rows
 
 pytestmark = pytest.mark.slow
-
-
-def log_rows(run_dir):
-    with open(run_dir / "log.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_config_records_the_devices_and_the_batch_split_over_them(deploy_run):
@@ -41,10 +36,7 @@ def test_the_learning_rate_is_the_one_asked_for_not_scaled_by_the_devices(deploy
 
 
 def test_two_device_loss_falls(deploy_run):
-    rows = log_rows(deploy_run[2])
-    first, last = float(rows[0]["loss"]), float(rows[-1]["loss"])
-    print(f"two devices: loss {first:.3f} -> {last:.3f}, val mAP {[r['val_mAP'] for r in rows]}")
-    assert last < 0.5 * first
+    assert_loss_falls(deploy_run[2], "two devices: ")
 
 
 def test_the_two_device_snapshot_loads_and_make_evaluate_scores_it(deploy_run):

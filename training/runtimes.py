@@ -168,7 +168,7 @@ class TfliteRunner(Runner):
 
 class NcnnRunner(Runner):
     """ncnn at FP32 (every fp16/bf16 option off, so outputs equal Keras') with Winograd 3x3
-    convolutions: the runtime that reaches the speed target on this CPU (docs/deploy.md)."""
+    convolutions: the fastest runtime on this CPU, 1.6-1.8x less CPU per image than Keras (docs/deploy.md)."""
 
     name = "ncnn"
 
