@@ -11,7 +11,7 @@ STAMP      := $(VENV)/.maskset-setup
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 STAGES := sample scrape import dedupe restore takedown annotate prelabel validate relabel export split leakcheck train \
-          evaluate detect weights report card package demo
+          evaluate detect export-model weights report card package demo
 
 .PHONY: help setup check-system test bench bench-setup clean-venv $(STAGES)
 
@@ -19,14 +19,20 @@ help:
 	@$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m dataset.cli --make-help
 
 # -- set-up -----------------------------------------------------------------------------------
-setup: $(STAMP)
+# `make setup GPU=1` installs TensorFlow's CUDA build (same version) instead of the CPU one, and
+# `GPU=0` goes back; the venv keeps its choice (.venv/.maskset-tensorflow) until told otherwise.
+SETUP_FILES := requirements.txt requirements-nodeps.txt requirements-gpu.txt pyproject.toml scripts/setup.sh
 
-$(STAMP): requirements.txt pyproject.toml scripts/setup.sh
+setup:
+	@if [ -n "$${GPU:-}" ] || [ ! -f $(STAMP) ] || [ -n "$$(find $(SETUP_FILES) -newer $(STAMP))" ]; then \
+	  bash scripts/setup.sh "$(PYTHON)" "$(VENV)" "$${GPU:-}" && touch $(STAMP); fi
+
+$(STAMP): $(SETUP_FILES)
 	@bash scripts/setup.sh "$(PYTHON)" "$(VENV)"
 	@touch $(STAMP)
 
 check-system: $(STAMP)
-	@$(PY) scripts/check_system.py
+	@$(PY) scripts/check_system.py --devices
 
 clean-venv:
 	rm -rf $(VENV)

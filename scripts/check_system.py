@@ -50,6 +50,7 @@ APT_PACKAGES = [need.package for need in NEEDS]
 # The programs code may run: what tests/test_system_list.py checks every subprocess call against.
 KNOWN_PROGRAMS = {command for need in PROGRAMS for command in need.provides} | {
     "make",  # the tests run stages as a user does; .ci/run installs make
+    "bash",  # the Makefile's SHELL and scripts/setup.sh (Debian's essential bash package)
 }
 
 INSTALLERS = {"apt-get", "sudo"}  # what this script itself runs to install the list
@@ -84,6 +85,37 @@ def can_install() -> bool:
         ["sudo", "-n", "true"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
 
 
+def tensorflow_devices() -> str:
+    """One line: TensorFlow's build and the devices it sees (training, evaluation and detection
+    run on the first GPU when there is one; `make train DEVICES=all` uses every one)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except ImportError as error:
+        return f"check-system: TensorFlow cannot be imported ({error}); run `make setup`."
+    cuda = tf.test.is_built_with_cuda()
+    seen = []
+    for device in tf.config.list_physical_devices():
+        name = device.name.replace("/physical_device:", "")
+        if device.device_type == "GPU":
+            try:
+                name += f" ({tf.config.experimental.get_device_details(device).get('device_name', '?')})"
+            except (RuntimeError, ValueError):
+                pass
+        seen.append(name)
+    line = (f"check-system: TensorFlow {tf.__version__} ({'CUDA' if cuda else 'CPU'} build) sees: "
+            f"{', '.join(seen) or 'no device'}")
+    gpus = [d for d in seen if d.startswith("GPU")]
+    if gpus:
+        line += f"; training, evaluation and detection run on {gpus[0].split(' ')[0]}"
+    elif cuda:
+        line += (". The CUDA build sees no GPU: is an NVIDIA driver >= 525 (CUDA 12.2) loaded? "
+                 "`nvidia-smi` should list the card")
+    else:
+        line += ". `make setup GPU=1` installs the CUDA build, for a machine with an NVIDIA GPU"
+    return line
+
+
 def _shown(command: list[str]) -> str:
     return " ".join(command)
 
@@ -94,10 +126,13 @@ def main(argv=None) -> int:
     parser.add_argument("--install", action="store_true",
                         help="install what is missing when possible (root, or sudo without a password)")
     parser.add_argument("--apt-packages", action="store_true", help="print the whole package list and exit")
+    parser.add_argument("--devices", action="store_true", help="also say which devices TensorFlow sees")
     args = parser.parse_args(argv)
     if args.apt_packages:
         print(" ".join(APT_PACKAGES))
         return 0
+    if args.devices:
+        print(tensorflow_devices(), flush=True)
     absent = missing()
     if not absent:
         print("check-system: all system packages present")

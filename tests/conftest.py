@@ -55,3 +55,39 @@ def gui_tools():
     from dataset.fixtures.display import INSTALL_HINT, missing_tools
     if missing_tools():
         pytest.fail(f"the GUI tests need {', '.join(missing_tools())}: {INSTALL_HINT}")
+
+
+# -- deploy: one tiny run trained on two devices, and its exports (tests/test_devices.py,
+# test_export_model.py, test_live.py share them) -------------------------------------------------
+DEPLOY_TRAIN = dict(EPOCHS=2, STEPS=8, BATCH=4, WEIGHTS="none", LR="8e-4", IMAGE_MIN_SIDE=96, IMAGE_MAX_SIDE=120,
+                    TRAIN_SEED=1, FREEZE_BACKBONE=0, RANDOM_TRANSFORM=0, DEVICES=2)
+
+
+@pytest.fixture(scope="session")
+def deploy_run(tmp_path_factory):
+    """(dataset, runs folder, run folder, make's output): `make train DEVICES=2` on the easy set
+    of tests/test_train.py. Trained data-parallel on two logical CPU devices, it is the
+    two-device test's run and the model every export, detect and live test runs."""
+    from test_train import train_easy
+    return train_easy(tmp_path_factory.mktemp("deploy"), DEPLOY_TRAIN)
+
+
+@pytest.fixture(scope="session")
+def exported(deploy_run):
+    """exported(FORMAT) -> (model path, make's output, manifest): `make export-model` once per format."""
+    import json
+    from helpers import make
+    from training.runtimes import manifest_path
+    dataset, runs_dir, run_dir, _ = deploy_run
+    done = {}
+    model = {"savedmodel": "savedmodel", "onnx": "model.onnx", "tflite": "model.tflite", "ncnn": "model.ncnn.param"}
+
+    def export(fmt: str):
+        if fmt not in done:
+            result = make("export-model", data=dataset.root, RUNS=runs_dir, RUN=run_dir, FORMAT=fmt,
+                          check=False, timeout=900)
+            path = run_dir / "export" / model[fmt]
+            assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            done[fmt] = (path, result, json.loads(manifest_path(path).read_text()))
+        return done[fmt]
+    return export

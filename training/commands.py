@@ -1,4 +1,4 @@
-"""`maskset train | evaluate | detect | weights` (the make targets): thin over the cores.
+"""`maskset train | evaluate | detect | export-model | weights` (the make targets): thin over the cores.
 
 TensorFlow is imported only when one of them runs.
 """
@@ -33,16 +33,20 @@ def train(dataset, args):
             raise MasksetError(f"RESUME={args.resume} continues the run with its own config.json; only "
                                f"EPOCHS= may change. Drop {', '.join(sorted(o.upper() for o in others))}.")
         config.epochs = settings.get("epochs", config.epochs)
+        if args.devices:  # the machine may have changed; the run's results do not depend on it
+            config.devices = args.devices
         run_dir = run_train(config, args.runs, resume=run_dir)
     else:
         if args.config:
             base = TrainConfig.from_json(Path(args.config)).to_json()
-            for key in ("weights_file", "device"):
-                base.pop(key)
+            for key in ("weights_file", "device", "device_names", "replicas", "per_replica_batch"):
+                base.pop(key, None)
             base.update(settings)
             config = TrainConfig(**base)
         else:
             config = config_from_dataset(dataset.root, **settings)
+        if args.devices:
+            config.devices = args.devices
         run_dir = run_train(config, args.runs)
     return TrainResult(run_dir, runs.read_state(run_dir))
 
@@ -58,12 +62,42 @@ def evaluate(dataset, args):
 
 def detect(dataset, args):
     from . import runs
-    from .detect import DetectResult, detect as run_detect
-    run_dir = runs.resolve_run(args.runs, args.run, need=runs.INFERENCE)
-    out = run_detect(run_dir, args.image, args.dir, args.video, args.score,
-                     Path(args.out) if args.out else None)
+    from .detect import DetectResult, detect as run_detect, load_exported_model, load_inference_model
+    if args.model and args.run:
+        raise MasksetError("pass RUN= (a run's Keras model) or MODEL= (an exported model), not both.")
+    if sum(x is not None for x in (args.image, args.dir, args.video, args.source)) != 1:
+        raise MasksetError("pass exactly one of IMAGE=<file>, DIR=<folder>, VIDEO=<file> or "
+                           "SOURCE=<camera index|/dev/videoN|stream URL|video file>.")
+    source = None
+    if args.source is not None:  # open it first: a camera that is not there fails before a model loads
+        from .live import FrameSource
+        source = FrameSource(args.source)
+    try:
+        if args.model:
+            model = load_exported_model(args.model, args.threads)
+        else:
+            model = load_inference_model(runs.resolve_run(args.runs, args.run, need=runs.INFERENCE))
+        if source is not None:
+            from .live import run_live
+            return run_live(model, source, Path(args.out) if args.out else None, args.show, score=args.score,
+                            max_frames=args.max_frames)
+    except BaseException:
+        if source is not None:
+            source.close()
+        raise
+    out = run_detect(model.run_dir, args.image, args.dir, args.video, args.score,
+                     Path(args.out) if args.out else None, model=model)
     inputs = json.loads((out / "detections.json").read_text())["inputs"]
     return DetectResult(out, inputs, args.score)
+
+
+def export_model(dataset, args):
+    from . import runs
+    from .export_model import export_run
+    run_dir = runs.resolve_run(args.runs, args.run, need=runs.INFERENCE)
+    return export_run(run_dir, args.format, args.graph, Path(args.out) if args.out else None,
+                      dataset.root if dataset is not None and dataset.root.is_dir() else None,
+                      args.images, args.threads)
 
 
 def weights(_dataset, args):
@@ -76,6 +110,12 @@ def weights(_dataset, args):
 
 
 RUNS = Var("RUNS", "the runs folder (default runs)", default="runs")
+
+
+def _need_format(args) -> None:
+    if not args.format:
+        raise MasksetError("FORMAT= is needed: savedmodel, tflite, onnx or ncnn (see docs/deploy.md).")
+
 
 COMMANDS = [
     Command("train", "train keras-retinanet RetinaNet on export/train.csv (val.csv for val mAP)", train, (
@@ -93,6 +133,8 @@ COMMANDS = [
         Var("TRAIN_SEED", "random seed (default: a random one, saved in config.json)", int),
         Var("RESUME", "runs/<id>: continue that run from its last snapshot"),
         Var("CONFIG", "a run's config.json: train again with the same settings"),
+        Var("DEVICES", "1 (default), N or all: data-parallel over N devices (MirroredStrategy; GPUs, or "
+                       "N logical CPU devices where there is none); BATCH is split over them"),
         RUNS,
     ), data="optional", lock=None),
     Command("evaluate", "a run's figures on the test part (val if there is none, with a warning): AP per "
@@ -105,15 +147,35 @@ COMMANDS = [
         Var("SCORE", "drop detections scoring below this (default 0.05)", float, 0.05),
         Var("IOU", "IoU for a true positive (default 0.5)", float, 0.5),
     ), data="optional", lock=None),
-    Command("detect", "run a trained model: copies with boxes drawn, and detections.json", detect, (
+    Command("detect", "run a trained model on images, a video, or live input (a camera, a stream): boxes "
+                      "drawn, detections as JSON", detect, (
         Var("RUN", "runs/<id> (default: the latest run)"),
+        Var("MODEL", "an exported model (make export-model) instead of the run's Keras model: .onnx, "
+                     ".tflite, savedmodel/ or .ncnn.param, run by its own runtime"),
         RUNS,
         Var("IMAGE", "one image"),
         Var("DIR", "a folder of images"),
-        Var("VIDEO", "a video file"),
+        Var("VIDEO", "a video file (every frame, an annotated copy)"),
+        Var("SOURCE", "live input: a camera index (0), /dev/videoN, rtsp:// or http(s):// stream, or a video "
+                      "file; one JSON line per frame, stale frames dropped"),
+        Var("SHOW", "1: with SOURCE=, a live window (q quits); headless when there is no display", yes_no, False),
+        Var("MAX_FRAMES", "with SOURCE=, stop after this many frames", int),
         Var("SCORE", "score threshold (default 0.5)", float, 0.5),
-        Var("OUT", "output folder (default: <run>/detect/<time>)"),
+        Var("OUT", "output folder (default: <run>/detect/<time>); with SOURCE=, the video to record (.mp4)"),
+        Var("THREADS", "threads for an exported model's runtime (default: the runtime's own)", int),
     ), data="optional", lock=None),
+    Command("export-model", "a run's inference model as a TF SavedModel, TFLite, ONNX or ncnn file, checked "
+                            "against the Keras model on the run's val images", export_model, (
+        Var("RUN", "runs/<id> (default: the latest run)"),
+        RUNS,
+        Var("FORMAT", "savedmodel, tflite, onnx or ncnn (the fastest on a CPU)",
+            choices=("savedmodel", "tflite", "onnx", "ncnn")),
+        Var("GRAPH", "full, raw or heads: how much of the graph the file holds (default: what converts "
+                     "correctly; tflite raw, ncnn heads)", choices=("full", "raw", "heads")),
+        Var("OUT", "output folder (default: <run>/export)"),
+        Var("IMAGES", "check on the first N val images (default: all)", int),
+        Var("THREADS", "runtime threads during the check (default: the runtime's own)", int),
+    ), data="optional", lock=None, precheck=_need_format),
     Command("weights", "download and check the COCO ResNet50 RetinaNet weights", weights, (
         Var("WEIGHTS_URL", "where to download from"),
         Var("WEIGHTS_CACHE", "cache folder"),

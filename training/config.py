@@ -58,6 +58,12 @@ class TrainConfig:
     # the data the run saw, filled in at start: per part {"images": n, "sha256": digest of the sorted
     # "name sha256" lines of its images} (dataset.split.digest); make evaluate compares it
     data_digest: dict = field(default_factory=dict)
+    # DEVICES=: "1" (one device, no strategy), "N" or "all" (training/devices.py); and what it gave,
+    # filled in at start: the devices used, how many replicas, each one's share of the batch
+    devices: str = "1"
+    device_names: list = field(default_factory=list)
+    replicas: int = 1
+    per_replica_batch: int | None = None
 
     def resolved(self) -> "TrainConfig":
         """A copy with the device-dependent defaults filled in."""

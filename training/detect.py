@@ -1,6 +1,9 @@
-"""`make detect [RUN=..] IMAGE=..|DIR=..|VIDEO=..`: run a trained model; write copies with boxes,
-class names and scores drawn, and detections.json, into <run>/detect/<time>/.
+"""`make detect [RUN=..|MODEL=..] IMAGE=..|DIR=..|VIDEO=..`: run a trained model; write copies with
+boxes, class names and scores drawn, and detections.json, into <run>/detect/<time>/.
+(SOURCE=, live input, is training/live.py.)
 
+The model is a run's inference.h5 (Keras) or a file `make export-model` wrote, run through its
+own runtime (training/runtimes.py); `InferenceModel.predict` is the one call every path makes.
 `load_inference_model` + `detect_image` are the API other stages (prelabel) reuse.
 """
 from __future__ import annotations
@@ -23,20 +26,47 @@ DEFAULT_SCORE = 0.5
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
+# keras-retinanet's preprocess_image mode per backbone family (models/<family>.py), so an
+# exported model's preprocessing needs no TensorFlow; other backbones ask keras-retinanet.
+PREPROCESS_MODES = {"resnet": "caffe", "vgg": "caffe", "mobilenet": "tf", "densenet": "tf"}
+
+
 @dataclass
 class InferenceModel:
-    keras_model: object
+    keras_model: object                # the Keras inference model (None for an exported model)
     backbone: str
     min_side: int
     max_side: int
     classes: dict[int, str]
-    run_dir: Path
+    run_dir: Path | None               # the run it comes from (None if the export's run is gone)
+    runner: object = None              # runtimes.Runner: what predict() calls
+    source: str = ""                   # what it is, for messages: "runs/x/inference.h5 (keras)"
+    manifest: dict | None = None       # an export's manifest
+
+    def __post_init__(self):
+        if self.runner is None and self.keras_model is not None:
+            from .runtimes import KerasRunner
+            self.runner = KerasRunner(self.keras_model)
+
+    def predict(self, batch: np.ndarray):
+        """(boxes, scores, labels) for a preprocessed batch, as the Keras inference model gives them."""
+        return self.runner.predict(batch)
 
     def preprocess(self, image_bgr):
-        from keras_retinanet.utils.image import resize_image
-        from .model import backbone
+        from keras_retinanet.utils.image import preprocess_image, resize_image
         image, scale = resize_image(image_bgr, min_side=self.min_side, max_side=self.max_side)
-        return backbone(self.backbone).preprocess_image(image.astype(np.float32)), scale
+        family = next((mode for prefix, mode in PREPROCESS_MODES.items() if self.backbone.startswith(prefix)), None)
+        if family is None:
+            from .model import backbone
+            return backbone(self.backbone).preprocess_image(image.astype(np.float32)), scale
+        return preprocess_image(image.astype(np.float32), mode=family), scale
+
+    @property
+    def home(self) -> Path:
+        """Where detect's output folders go by default: <run>/detect/, or beside the export."""
+        if self.run_dir is not None:
+            return self.run_dir
+        return Path(self.manifest["_folder"]) if self.manifest else Path.cwd()
 
 
 def load_inference_model(run_dir: Path | str) -> InferenceModel:
@@ -49,7 +79,25 @@ def load_inference_model(run_dir: Path | str) -> InferenceModel:
                            f"Continue it with `make train RESUME={run_dir}` or pick another RUN=.")
     config = TrainConfig.from_json(run_dir / runs.CONFIG)
     return InferenceModel(load_inference(run_dir / runs.INFERENCE, config.backbone), config.backbone,
-                          config.image_min_side, config.image_max_side, runs.read_classes(run_dir), run_dir)
+                          config.image_min_side, config.image_max_side, runs.read_classes(run_dir), run_dir,
+                          source=f"{run_dir / runs.INFERENCE} (keras)")
+
+
+def load_exported_model(path: Path | str, threads: int | None = None) -> InferenceModel:
+    """A model `make export-model` wrote (its manifest beside it), on its own runtime."""
+    import logging
+    from .runtimes import load_exported, manifest_path
+    path = Path(path).resolve()
+    runner, manifest = load_exported(path, threads)
+    if not manifest.get("verify", {}).get("ok", False):
+        logging.getLogger(__name__).warning(
+            "%s: when it was exported this model did NOT give the Keras model's detections (%s lists the "
+            "disagreements); its detections may be wrong.", path, manifest_path(path))
+    run_dir = Path(manifest.get("run", ""))
+    run_dir = run_dir if manifest.get("run") and runs.is_run(run_dir) else None
+    return InferenceModel(None, manifest["backbone"], int(manifest["image_min_side"]), int(manifest["image_max_side"]),
+                          dict(enumerate(manifest["classes"])), run_dir, runner,
+                          f"{path} ({runner.name}, {manifest['graph']} graph)", manifest)
 
 
 def detect_array(model: InferenceModel, image_bgr: np.ndarray, classes=None, score: float = DEFAULT_SCORE):
@@ -58,7 +106,7 @@ def detect_array(model: InferenceModel, image_bgr: np.ndarray, classes=None, sco
     if isinstance(names, (list, tuple)):
         names = dict(enumerate(names))
     image, scale = model.preprocess(image_bgr)
-    boxes, scores, labels = model.keras_model.predict_on_batch(np.expand_dims(image, 0))[:3]
+    boxes, scores, labels = model.predict(np.expand_dims(image, 0))[:3]
     height, width = image_bgr.shape[:2]
     found = []
     for box, s, label in zip(boxes[0] / scale, scores[0], labels[0]):
@@ -170,11 +218,12 @@ def inputs_from(image: str | None, folder: str | None) -> list[Path]:
     return images
 
 
-def detect(run_dir: Path, image: str | None = None, folder: str | None = None, video: str | None = None,
+def detect(run_dir: Path | None, image: str | None = None, folder: str | None = None, video: str | None = None,
            score: float = DEFAULT_SCORE, out: Path | None = None, model: InferenceModel | None = None) -> Path:
     """The core: detections for IMAGE, DIR or VIDEO; returns the output folder.
 
-    `model`: an already loaded inference model of this run (loading one takes seconds).
+    `model`: an already loaded inference model (this run's, or an exported one: run_dir may then
+    be None); loading one takes seconds.
     """
     if sum(x is not None for x in (image, folder, video)) != 1:
         raise MasksetError("pass exactly one of IMAGE=<file>, DIR=<folder> or VIDEO=<file>.")
@@ -182,15 +231,21 @@ def detect(run_dir: Path, image: str | None = None, folder: str | None = None, v
         raise MasksetError(f"VIDEO={video}: no such file.")
     model = model or load_inference_model(run_dir)
     if out is None:  # a fresh folder per call: earlier results are never overwritten
-        out = atomic.unique_path(Path(run_dir) / "detect" / time.strftime("%Y%m%d-%H%M%S"))
+        out = new_output_folder(model)
     out.mkdir(parents=True, exist_ok=True)
     if video:
         results = detect_video(model, Path(video).resolve(), out, score)
     else:
         results = detect_files(model, inputs_from(image, folder), out, score)
-    atomic.write_json(out / "detections.json", {"run": str(model.run_dir), "score_threshold": score,
-                                                "classes": list(model.classes.values()), "inputs": results})
+    atomic.write_json(out / "detections.json", {"run": str(model.run_dir) if model.run_dir else None,
+                                                "model": model.source,
+                                                "score_threshold": score, "classes": list(model.classes.values()),
+                                                "inputs": results})
     return out
+
+
+def new_output_folder(model: InferenceModel) -> Path:
+    return atomic.unique_path(model.home / "detect" / time.strftime("%Y%m%d-%H%M%S"))
 
 
 @dataclass

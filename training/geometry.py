@@ -36,6 +36,38 @@ def resize_scale(width, height, min_side=IMAGE_MIN_SIDE, max_side=IMAGE_MAX_SIDE
     return np.where(np.maximum(width, height) * scale > max_side, max_side / np.maximum(width, height), scale)
 
 
+PYRAMID_LEVELS = (3, 4, 5, 6, 7)   # P3..P7: strides 8..128, one anchor size each
+
+
+def anchors_for(height: int, width: int) -> np.ndarray:
+    """Every anchor [x1, y1, x2, y2] of a height x width network input, in the order and float32
+    arithmetic of keras-retinanet's Anchors layers (P3 first; per cell, its 9 shapes), for an
+    exported graph that stops at the heads. Feature maps are ceil(side / stride), as
+    keras-retinanet's guess_shapes (and ResNet's strided convolutions) make them."""
+    ratios = np.array(ANCHOR_RATIOS, np.float32)
+    scales = np.array(ANCHOR_SCALES, np.float32)
+    levels = []
+    for level, size in zip(PYRAMID_LEVELS, ANCHOR_SIZES):
+        stride = 2 ** level
+        # generate_anchors: computed in float64 from the float32 ratios and scales, then float32
+        base = np.zeros((len(ratios) * len(scales), 4))
+        base[:, 2:] = size * np.tile(scales, (2, len(ratios))).T
+        areas = base[:, 2] * base[:, 3]
+        base[:, 2] = np.sqrt(areas / np.repeat(ratios, len(scales)))
+        base[:, 3] = base[:, 2] * np.repeat(ratios, len(scales))
+        base[:, 0::2] -= np.tile(base[:, 2] * 0.5, (2, 1)).T
+        base[:, 1::2] -= np.tile(base[:, 3] * 0.5, (2, 1)).T
+        base = base.astype(np.float32)
+        rows, cols = -(-int(height) // stride), -(-int(width) // stride)
+        # backend.shift, in float32
+        shift_x = (np.arange(cols, dtype=np.float32) + np.float32(0.5)) * np.float32(stride)
+        shift_y = (np.arange(rows, dtype=np.float32) + np.float32(0.5)) * np.float32(stride)
+        shift_x, shift_y = np.meshgrid(shift_x, shift_y)
+        shifts = np.stack([shift_x.ravel(), shift_y.ravel(), shift_x.ravel(), shift_y.ravel()], axis=1)
+        levels.append((base[None, :, :] + shifts[:, None, :]).reshape(-1, 4))
+    return np.concatenate(levels).astype(np.float32)
+
+
 def best_anchor_iou(box_w: np.ndarray, box_h: np.ndarray) -> np.ndarray:
     """The best IoU any anchor shape reaches with each box when centred on it (the best case:
     on the real stride grid it is lower). Below POSITIVE_IOU the box gets no positive anchor."""

@@ -45,31 +45,40 @@ def compile_model(model, lr: float, clipnorm: float):
     return model
 
 
-def build(config, num_classes: int, weights_file: str | None):
-    """(model, prediction_model): the trainable model (what snapshots save) and its bbox wrapper."""
+def _scope(strategy):
+    import contextlib
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def build(config, num_classes: int, weights_file: str | None, strategy=None):
+    """(model, prediction_model): the trainable model (what snapshots save) and its bbox wrapper.
+
+    strategy (training/devices.py): the model, its weights and its optimizer are made in its scope."""
     from keras_retinanet.models.retinanet import retinanet_bbox
     from keras_retinanet.utils.model import freeze
-    net = backbone(config.backbone)
-    model = net.retinanet(num_classes, modifier=freeze if config.freeze_backbone else None)
-    if weights_file:
-        # by name, skipping mismatches: COCO's 80-class heads do not fit our classes
-        model.load_weights(weights_file, by_name=True, skip_mismatch=True)
-    compile_model(model, config.lr, config.clipnorm)
+    with _scope(strategy):
+        net = backbone(config.backbone)
+        model = net.retinanet(num_classes, modifier=freeze if config.freeze_backbone else None)
+        if weights_file:
+            # by name, skipping mismatches: COCO's 80-class heads do not fit our classes
+            model.load_weights(weights_file, by_name=True, skip_mismatch=True)
+        compile_model(model, config.lr, config.clipnorm)
     return model, retinanet_bbox(model=model)
 
 
-def load_snapshot(path: Path, backbone_name: str, lr: float | None = None):
+def load_snapshot(path: Path, backbone_name: str, lr: float | None = None, strategy=None):
     """A training snapshot with its optimizer state (for RESUME); lr, if given, replaces the saved one."""
     from tensorflow import keras
     from keras_retinanet import models
     from keras_retinanet.models.retinanet import retinanet_bbox
-    try:
-        model = models.load_model(str(path), backbone_name=backbone_name)
-    except (OSError, ValueError) as error:
-        raise MasksetError(f"{path}: cannot load the snapshot ({error}). It may be incomplete; "
-                           f"start a new run or resume another one.") from None
-    if lr is not None:
-        keras.backend.set_value(model.optimizer.learning_rate, lr)
+    with _scope(strategy):
+        try:
+            model = models.load_model(str(path), backbone_name=backbone_name)
+        except (OSError, ValueError) as error:
+            raise MasksetError(f"{path}: cannot load the snapshot ({error}). It may be incomplete; "
+                               f"start a new run or resume another one.") from None
+        if lr is not None:
+            keras.backend.set_value(model.optimizer.learning_rate, lr)
     return model, retinanet_bbox(model=model)
 
 

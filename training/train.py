@@ -141,10 +141,13 @@ def train(config: TrainConfig, runs_dir: Path | str = "runs", resume: Path | Non
     from tqdm.keras import TqdmCallback
     from dataset import progress as progress_bars
     from . import callbacks as cb
+    from . import devices
     from .model import build, convert_and_save, load_snapshot
 
+    placement = devices.configure(config.devices)  # before TensorFlow makes any tensor
     if resume is None:
         config = config.resolved()
+        devices.record(config, placement)
         if config.seed is None:
             config.seed = random.randrange(2**31)
         config.weights_file = resolve_weights(config.weights, config.backbone)
@@ -163,27 +166,30 @@ def train(config: TrainConfig, runs_dir: Path | str = "runs", resume: Path | Non
             raise MasksetError(f"RESUME={resume}: already trained {state['last_epoch']} of {config.epochs} "
                                f"epochs. Pass EPOCHS= larger than {state['last_epoch']} to train on.")
         rows = [r for r in runs.read_log(run_dir) if r["epoch"] <= state["last_epoch"]]
+        devices.record(config, placement)
         train_gen, val_gen = generators(config, run_dir / runs.CLASSES)
     atomic.write_json(run_dir / runs.CONFIG, config.to_json())
     seed_everything(config.seed + len(rows))
     log.info("run %s\n  %s, weights %s, batch %s on %s, lr %g, images %s-%spx, freeze backbone %s, "
              "random transform %s", run_dir, config.backbone, config.weights_file or "none (from scratch)",
-             config.batch, config.device, config.lr, config.image_min_side, config.image_max_side,
+             config.batch if placement.strategy is None else f"{config.batch} ({config.per_replica_batch} per device)",
+             placement.describe(), config.lr, config.image_min_side, config.image_max_side,
              config.freeze_backbone, config.random_transform)
 
     class_names = [train_gen.label_to_name(i) for i in range(train_gen.num_classes())]
     if resume is None:
-        model, prediction_model = build(config, train_gen.num_classes(), config.weights_file)
+        model, prediction_model = build(config, train_gen.num_classes(), config.weights_file, placement.strategy)
     else:
         lr = rows[-1]["lr"] if rows and rows[-1].get("lr") else config.lr  # after any ReduceLROnPlateau
-        model, prediction_model = load_snapshot(run_dir / runs.SNAPSHOTS / runs.LAST, config.backbone, lr)
+        model, prediction_model = load_snapshot(run_dir / runs.SNAPSHOTS / runs.LAST, config.backbone, lr,
+                                                placement.strategy)
         log.info("  resuming after epoch %s at lr %g", state["last_epoch"], lr)
 
     steps = config.steps or len(train_gen)
     initial_epoch = state.get("last_epoch", 0)
     callbacks = [cb.EpochTimer()]  # first: times the training steps only
     if val_gen is not None:
-        callbacks.append(cb.evaluation(val_gen, prediction_model))
+        callbacks.append(cb.evaluation(val_gen, devices.for_evaluation(prediction_model, placement)))
     callbacks += [
         cb.Snapshots(run_dir, state, has_val=val_gen is not None),
         cb.RunLog(run_dir, class_names, config.epochs, rows),
