@@ -1,4 +1,4 @@
-"""`maskset train | evaluate | detect | weights` (the make targets): thin over the cores.
+"""`maskset train | train-classifier | evaluate | detect | weights` (the make targets): thin over the cores.
 
 TensorFlow is imported only when one of them runs.
 """
@@ -47,8 +47,32 @@ def train(dataset, args):
     return TrainResult(run_dir, runs.read_state(run_dir))
 
 
+def two_stage(args) -> bool:
+    """MODEL=two-stage: the face detector + classifier of `make train-classifier` (training/twostage.py)."""
+    model = (getattr(args, "model", None) or "").strip()
+    if not model:
+        return False
+    from .twostage import wanted
+    if not wanted(model):
+        raise MasksetError(f"MODEL={model}: use MODEL=two-stage (MTCNN faces + the classifier of `make "
+                           f"train-classifier`), or leave MODEL= unset for the RetinaNet run.")
+    return True
+
+
+def train_classifier(dataset, args):
+    from .classifier import result_for, train_classifier as run
+    settings = {key: getattr(args, key) for key in ("backbone", "weights", "epochs", "batch", "lr", "size", "margin",
+                                                     "min_box", "augment") if getattr(args, key) is not None}
+    if args.train_seed is not None:
+        settings["seed"] = args.train_seed
+    return result_for(run(dataset, args.runs, **settings))
+
+
 def evaluate(dataset, args):
     from . import runs
+    if two_stage(args):
+        from .twostage import evaluate_command
+        return evaluate_command(dataset, args)
     from .evaluate import EvaluationResult, evaluate_run
     run_dir = runs.resolve_run(args.runs, args.run, need=runs.INFERENCE)
     numbers = evaluate_run(run_dir, dataset.root if dataset else None, score=args.score, iou=args.iou,
@@ -58,6 +82,9 @@ def evaluate(dataset, args):
 
 def detect(dataset, args):
     from . import runs
+    if two_stage(args):
+        from .twostage import detect_command
+        return detect_command(args)
     from .detect import DetectResult, detect as run_detect
     run_dir = runs.resolve_run(args.runs, args.run, need=runs.INFERENCE)
     out = run_detect(run_dir, args.image, args.dir, args.video, args.score,
@@ -77,6 +104,14 @@ def weights(_dataset, args):
 
 RUNS = Var("RUNS", "the runs folder (default runs)", default="runs")
 
+
+def _classifier():
+    from . import classifier
+    return classifier
+
+MODEL = Var("MODEL", "two-stage: MTCNN faces + the classifier of `make train-classifier` (RUN= then names a "
+                     "classifier run; default the latest); unset: the RetinaNet run")
+
 COMMANDS = [
     Command("train", "train keras-retinanet RetinaNet on export/train.csv (val.csv for val mAP)", train, (
         Var("EPOCHS", f"epochs (default {DEFAULT_EPOCHS})", int),
@@ -95,10 +130,29 @@ COMMANDS = [
         Var("CONFIG", "a run's config.json: train again with the same settings"),
         RUNS,
     ), data="optional", lock=None),
+    Command("train-classifier", "the two-stage detector's mask/no-mask classifier on face crops cut from the "
+                                "split's parts (train; val for the best epoch)", train_classifier, (
+        Var("BACKBONE", "small (default: a small CNN), mobilenetv2, resnet50, xception, efficientnetb0, ... "
+                        "(keras.applications, weights=None)"),
+        Var("WEIGHTS", "none (default: from scratch), a .h5 weights file (the backbone's no-top file, or a "
+                       "classifier's) or a classifier run; nothing is downloaded"),
+        Var("EPOCHS", lambda: f"epochs (default {_classifier().DEFAULT_EPOCHS})", int),
+        Var("BATCH", lambda: f"batch size (default {_classifier().DEFAULT_BATCH})", int),
+        Var("LR", lambda: f"learning rate (default {_classifier().DEFAULT_LR:g})", float),
+        Var("SIZE", lambda: f"crops are resized to SIZE x SIZE pixels (default {_classifier().DEFAULT_SIZE})", int),
+        Var("MARGIN", lambda: f"each box grown by this share of its width and height per side (default "
+                              f"{_classifier().DEFAULT_MARGIN:g})", float),
+        Var("MIN_BOX", lambda: f"boxes with a shorter side under this many pixels are too small to classify: "
+                               f"counted, left out (default {_classifier().MIN_BOX})", int),
+        Var("AUGMENT", "1 (default) or 0: flips, shifts, zooms, brightness and contrast", yes_no),
+        Var("TRAIN_SEED", lambda: f"random seed (default {_classifier().DEFAULT_SEED})", int),
+        RUNS,
+    ), data="existing", lock=None),
     Command("evaluate", "a run's figures on the test part (val if there is none, with a warning): AP per "
                         "class, COCO mAP, P/R/F1, confusion matrix, error page", evaluate, (
         Var("RUN", "runs/<id> (default: the latest run)"),
         RUNS,
+        MODEL,
         Var("PART", "test, val or train (default: test if the split has one, else val)",
             choices=("test", "val", "train")),
         Var("AT", "score threshold for precision, recall, F1 and the confusion matrix (default 0.5)", float, 0.5),
@@ -108,6 +162,7 @@ COMMANDS = [
     Command("detect", "run a trained model: copies with boxes drawn, and detections.json", detect, (
         Var("RUN", "runs/<id> (default: the latest run)"),
         RUNS,
+        MODEL,
         Var("IMAGE", "one image"),
         Var("DIR", "a folder of images"),
         Var("VIDEO", "a video file"),
