@@ -300,12 +300,13 @@ def build(backbone: str, num_classes: int, size: int):
     inputs = keras.Input((size, size, 3), name="crop")
     if backbone == DEFAULT_BACKBONE:
         base, x = None, inputs
-        for filters in (32, 64, 128):
+        for level, filters in enumerate((16, 32, 64, 128)):  # narrow where the crop is large: cheap on a CPU
+            if level:
+                x = layers.MaxPooling2D()(x)
             for _ in range(2):
                 x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
                 x = layers.BatchNormalization()(x)
                 x = layers.Activation("relu")(x)
-            x = layers.MaxPooling2D()(x)
         x = layers.GlobalAveragePooling2D()(x)
     else:
         module, constructor, _ = APPLICATIONS[backbone]

@@ -185,6 +185,7 @@ def summary(folder: Path) -> dict:
             "part": evaluation.get("part") or ("val" if evaluation else None),
             "coco": evaluation.get("coco"), "at": evaluation.get("at"), "best_f1": evaluation.get("best_f1"),
             "confusion": evaluation.get("confusion"), "evaluation_warnings": evaluation.get("warnings") or [],
+            "scored": ((evaluation.get("data") or {}).get("digest") or {}).get("sha256"),  # the images it scored
             "errors_page": plot("evaluation-errors.html"),
             "curves_png": plot(CURVES), "pr_curve_png": plot("pr_curve.png"),
             "log": log}
