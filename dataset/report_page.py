@@ -419,10 +419,8 @@ def _errors_link(run: dict, folder: Path) -> str:
 def _evaluation_section(report: DatasetReport, folder: Path) -> str:
     """The latest evaluation: the part it scored, its figures and its confusion matrix; when both
     detectors (RetinaNet and the two-stage one) have been evaluated, the latest of each side by side."""
-    latest = {}
-    for r in report.runs:  # newest first
-        if r.get("confusion") and r.get("detector") not in latest:
-            latest[r.get("detector")] = r
+    by_id = {r["id"]: r for r in report.runs}
+    latest = {kind: by_id[run] for kind, run in ((report.numbers.get("detectors") or {}).get("latest") or {}).items()}
     if not latest:
         return _section("evaluation", "Latest evaluation", "<p>No run evaluated yet: <code>make evaluate"
                                                            "</code> scores the latest run on the test part.</p>")

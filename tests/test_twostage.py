@@ -110,6 +110,43 @@ def test_train_classifier_makes_a_run_folder_whose_crops_follow_the_split(traine
     assert calibration["extra"]["learned_from"] == "train part"
 
 
+def test_the_test_part_never_tunes_the_classifier_or_the_calibration(trained, tmp_path):
+    """The same dataset with every test box moved and of one class: make train-classifier reads the
+    change (the test crops it counts) yet learns the same weights and the same calibration."""
+    import h5py
+    from dataset import voc
+    dataset, _, run_dir, _ = trained
+    copy = tmp_path / "data"
+    shutil.copytree(dataset.root, copy, ignore=shutil.ignore_patterns(".lock"))
+    record = json.loads((dataset.export / "split.json").read_text())
+    first, second = json.loads((run_dir / "config.json").read_text())["classes"]
+    for name, part in record["parts"].items():
+        if part != "test":
+            continue
+        xml = copy / "annotations" / f"{Path(name).stem}.xml"
+        annotation = voc.parse(xml)
+        for obj in annotation.objects:  # the box's top-left quarter, all of one class
+            obj.name = first
+            obj.xmax, obj.ymax = (obj.xmin + obj.xmax) / 2, (obj.ymin + obj.ymax) / 2
+        voc.write(annotation, xml, overwrite=True)
+    make("train-classifier", data=copy, RUNS=tmp_path / "runs", **TRAIN)
+    (again,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    before, after = (json.loads((d / "config.json").read_text())["crops"] for d in (run_dir, again))
+    assert before["test"][second] > 0 and after["test"] == {first: sum(before["test"].values()), second: 0}
+    assert (after["train"], after["val"]) == (before["train"], before["val"])
+    assert json.loads((again / "calibration.json").read_text()) == json.loads((run_dir / "calibration.json").read_text())
+
+    def weights(path: Path) -> dict:
+        found = {}
+        with h5py.File(path, "r") as handle:
+            handle.visititems(lambda key, item: found.__setitem__(key, item[()]) if isinstance(item, h5py.Dataset) else None)
+        return found
+    ours, theirs = weights(run_dir / "classifier.h5"), weights(again / "classifier.h5")
+    assert ours.keys() == theirs.keys() and len(ours) > 10
+    for key in ours:
+        np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+
+
 def test_detect_two_stage_draws_calibrated_face_boxes(trained, tmp_path):
     from annotation.calibration import Calibration
     from annotation.facedetect import FaceDetector, load_rgb
