@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import logging
 import math
 import random
@@ -118,19 +117,11 @@ class ClassifierConfig:
 
     @classmethod
     def from_json(cls, path: Path) -> "ClassifierConfig":
-        try:
-            values = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise MasksetError(f"{path}: cannot read the run's config ({error}). Is this a run folder made "
-                               f"by `make train-classifier`?") from None
-        if not isinstance(values, dict) or values.get("kind") != KIND:
-            raise MasksetError(f"{path}: not a classifier run (made by `make train`?). MODEL=two-stage needs a "
-                               f"run of `make train-classifier`.")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise MasksetError(f"{path}: unknown settings {sorted(unknown)}; remove them.")
-        return cls(**values)
+        def classifier_run(values):
+            if not isinstance(values, dict) or values.get("kind") != KIND:
+                raise MasksetError(f"{path}: not a classifier run (made by `make train`?). MODEL=two-stage needs "
+                                   f"a run of `make train-classifier`.")
+        return runs.read_settings(cls, path, "make train-classifier", classifier_run)
 
 
 # -- crops -------------------------------------------------------------------------------------------

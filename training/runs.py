@@ -134,6 +134,23 @@ def read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def read_settings(cls, path: Path, made_by: str, check=None):
+    """A run's config.json as the settings dataclass `cls`: unreadable or unknown settings are an
+    error naming the file; check(values) may refuse a config of another kind."""
+    import dataclasses
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise MasksetError(f"{path}: cannot read the run's config ({error}). "
+                           f"Is this a run folder made by `{made_by}`?") from None
+    if check is not None:
+        check(values)
+    unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise MasksetError(f"{path}: unknown settings {sorted(unknown)}; remove them.")
+    return cls(**values)
+
+
 def _started(folder: Path) -> float:
     for name in (CONFIG, LOG, EVALUATION):
         try:
