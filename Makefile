@@ -10,7 +10,7 @@ MASKSET    := $(VENV)/bin/maskset
 STAMP      := $(VENV)/.maskset-setup
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-STAGES := sample scrape import dedupe restore takedown annotate prelabel validate export split leakcheck train \
+STAGES := sample scrape import dedupe restore takedown annotate prelabel validate relabel export split leakcheck train \
           train-classifier evaluate detect weights report card package demo
 
 .PHONY: help setup check-system test bench bench-setup clean-venv $(STAGES)

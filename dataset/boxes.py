@@ -1,9 +1,17 @@
 """Box geometry shared by the stages: IoU, matching, clamping, and the coordinate conventions.
 
-The one owner of box arithmetic. Conventions (docs/formats.md):
-- VOC (labelImg): 1-based inclusive integer pixels, xmin..xmax.
+The one owner of box arithmetic. Conventions (docs/formats.md has them with examples):
+- VOC (labelImg): 1-based inclusive integer pixels: xmin..xmax names the first and the last pixel
+  column of the box, so a box over a whole W x H image is (1, 1, W, H).
 - keras-retinanet CSV: 0-based integer pixels, VOC minus 1 (as its own VOC reader does).
+- COCO: [x, y, width, height] in 0-based float pixels of the image's continuous extent: the
+  VOC box (xmin, ymin, xmax, ymax) covers x = xmin - 1 .. xmax, so it is
+  [xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1]; the whole image is [0, 0, W, H].
+- YOLO (ultralytics): class, centre x, centre y, width, height of the same continuous extent,
+  each divided by the image's width or height: the whole image is 0.5 0.5 1 1.
 - A model's detections: 0-based float pixels, x1 < x2, inside the image.
+Reading a float format into VOC rounds each edge to the nearest pixel boundary (halves up), so
+VOC -> COCO -> VOC is exact and VOC -> YOLO -> VOC is exact up to the printed decimals.
 """
 from __future__ import annotations
 
@@ -103,3 +111,66 @@ def detection_clipped(box: Box, width: int, height: int) -> list[float] | None:
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1:
         return None
     return [x1, y1, x2, y2]
+
+
+# -- the exchange formats <-> VOC (docs/formats.md) -------------------------------------------------
+def _pixel(value: float) -> int:
+    """The nearest pixel boundary, halves up (Python's round() would send 2.5 to 2)."""
+    return int(math.floor(value + 0.5))
+
+
+def _edges_to_voc(x0: float, y0: float, x1: float, y1: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """Continuous 0-based edges -> VOC 1-based inclusive pixels inside the image, at least two
+    pixels wide and high (validate and keras-retinanet refuse xmax <= xmin)."""
+    xmin, ymin = _pixel(x0) + 1, _pixel(y0) + 1
+    xmax, ymax = _pixel(x1), _pixel(y1)
+    xmin, ymin, xmax, ymax = (int(v) for v in clamp((xmin, ymin, xmax, ymax), (1, 1), (width, height)))
+    if xmax <= xmin:
+        xmin, xmax = (xmin, xmin + 1) if xmin < width else (xmin - 1, xmin)
+    if ymax <= ymin:
+        ymin, ymax = (ymin, ymin + 1) if ymin < height else (ymin - 1, ymin)
+    return xmin, ymin, xmax, ymax
+
+
+def _voc_edges(box: Box, width: int, height: int) -> tuple[float, float, float, float]:
+    """A VOC box's continuous 0-based extent, inside the image (a box another tool wrote 0-based,
+    xmin 0, starts at the image's edge)."""
+    xmin, ymin, xmax, ymax = (float(v) for v in box)
+    return clamp((xmin - 1, ymin - 1, xmax, ymax), (0.0, 0.0), (float(width), float(height)))
+
+
+def coco_from_voc(box: Box, width: int, height: int) -> list[float]:
+    """VOC 1-based inclusive pixels -> COCO [x, y, width, height], 0-based, inside the image."""
+    x0, y0, x1, y1 = _voc_edges(box, width, height)
+    return [x0, y0, x1 - x0, y1 - y0]
+
+
+def voc_from_coco(bbox: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:
+    """COCO [x, y, width, height] (floats) -> VOC 1-based inclusive integer pixels."""
+    x, y, w, h = (float(v) for v in bbox)
+    return _edges_to_voc(x, y, x + w, y + h, width, height)
+
+
+def yolo_from_voc(box: Box, width: int, height: int) -> tuple[float, float, float, float]:
+    """VOC 1-based inclusive pixels -> YOLO centre x, centre y, width, height, normalised."""
+    x0, y0, x1, y1 = _voc_edges(box, width, height)
+    return ((x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height)
+
+
+def voc_from_yolo(cx: float, cy: float, w: float, h: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """YOLO normalised centre and size -> VOC 1-based inclusive integer pixels of a width x height
+    image (the real image's size: YOLO files do not carry it)."""
+    return _edges_to_voc((cx - w / 2) * width, (cy - h / 2) * height,
+                         (cx + w / 2) * width, (cy + h / 2) * height, width, height)
+
+
+def voc_from_csv(box: Box) -> tuple[int, int, int, int]:
+    """keras-retinanet CSV 0-based integers -> VOC (plus 1: the inverse of csv_from_voc)."""
+    return tuple(int(v) + 1 for v in box)
+
+
+def edges_outside(x0: float, y0: float, x1: float, y1: float, width: int, height: int,
+                  tolerance: float = 1.0) -> bool:
+    """Whether continuous 0-based edges leave a width x height image by more than `tolerance`
+    pixels (less is rounding in another tool, clamped on the way in)."""
+    return x0 < -tolerance or y0 < -tolerance or x1 > width + tolerance or y1 > height + tolerance

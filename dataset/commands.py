@@ -42,11 +42,14 @@ def sample(_dataset, args):
 
 
 def import_(dataset, args):
-    from .importer import ClassMap, import_folder
+    from .formats import read_source
+    from .importer import ClassMap, check_source, import_source
     if not (args.src or args.images):
         raise MasksetError("nothing to import: pass SRC=<folder> (e.g. make import SRC=../shared/data/seed-voc)")
     class_map = ClassMap.parse(args.classes, args.drop)
-    return import_folder(dataset, args.src or args.images, args.images, args.annotations, class_map=class_map)
+    src = check_source(args.src or args.images, dataset.root)
+    source = read_source(src, args.format, args.images, args.annotations)
+    return import_source(dataset, source, class_map, link=args.link)
 
 
 def check_import(args):
@@ -99,7 +102,18 @@ def validate(dataset, args):
 
 def export(dataset, args):
     from .export import export as run_export, parse_resize
+    if args.format and args.format != "csv":
+        from .formats import export_format
+        if args.resize:
+            raise MasksetError(f"RESIZE= is for the keras-retinanet CSV; FORMAT={args.format} exports the images "
+                               f"as they are. Leave RESIZE= out.")
+        return export_format(dataset, args.format, args.skip_difficult, args.include_drafts)
     return run_export(dataset, args.skip_difficult, args.include_drafts, resize=parse_resize(args.resize))
+
+
+def relabel(dataset, args):
+    from .relabel import parse_map, relabel as run_relabel
+    return run_relabel(dataset, parse_map(args.map))
 
 
 def split(dataset, args):
@@ -135,12 +149,19 @@ COMMANDS = [
         Var("DUPLICATES", "exact and near copies to add (default 4)", int, 4),
         Var("NO_ANNOTATIONS", "images only", bool),
     ), data="none", lock=None),
-    Command("import", "bring another dataset in (labelImg/VOC folder), all or nothing", import_, (
-        Var("SRC", "the folder to import: flat (images and XML together) or with images/ and annotations/"),
-        Var("IMAGES", "the image folder, when it is not inside SRC"),
+    Command("import", "bring another dataset in (labelImg/VOC, COCO, YOLO or keras-retinanet CSV), all or "
+                      "nothing", import_, (
+        Var("SRC", "the dataset to import: a labelImg folder (flat, or images/ + annotations/), a COCO "
+                   "instances*.json (or its folder), a YOLO folder (images/ + labels/ + data.yaml) or a "
+                   "keras-retinanet CSV (or its folder)"),
+        Var("FORMAT", "voc, coco, yolo or csv (default: told from SRC; asked for when SRC could be several)",
+            str.lower, choices=("voc", "coco", "yolo", "csv")),
+        Var("IMAGES", "the image folder, when it is not inside SRC (VOC, COCO)"),
         Var("ANNOTATIONS", "the annotation folder, when it is not inside SRC"),
         Var("CLASSES", 'rename classes on the way in: "with_mask=mask,without_mask=no_mask"'),
         Var("DROP", "leave these classes out: face,other"),
+        Var("LINK", "hard-link images instead of copying them (same file system; no bytes copied): fast, but "
+                    "a later in-place write to either file changes both", bool),
     ), data="create", precheck=check_import),
     Command("dedupe", "exact and near duplicates: keep the best copy, quarantine the rest", dedupe, (
         *THRESHOLDS,
@@ -167,10 +188,18 @@ COMMANDS = [
         Var("RECHECK", "check every file again, decoding every image (unchanged files are otherwise "
                        "remembered)", bool),
     ), lock=lambda args: "write" if args.fix else "read"),
-    Command("export", "keras-retinanet's CSV files (export/annotations.csv, classes.csv)", export, (
+    Command("export", "training files: keras-retinanet's CSV (export/annotations.csv, classes.csv), or "
+                      "FORMAT=coco|yolo|voc under export/<format>/", export, (
+        Var("FORMAT", "csv (default), coco (instances_<part>.json), yolo (ultralytics, data.yaml) or voc "
+                      "(a plain Pascal VOC folder); one part per part of the split", str.lower,
+            choices=("csv", "coco", "yolo", "voc")),
         Var("SKIP_DIFFICULT", "leave out objects marked difficult", bool),
         Var("INCLUDE_DRAFTS", "export unreviewed prelabel drafts too", bool),
         Var("RESIZE", "MINxMAX: point the CSV at copies pre-resized as training resizes them (800x1333)"),
+    )),
+    Command("relabel", "rename classes across the dataset (MAP=\"noMask=no_mask\"), or merge several into one",
+            relabel, (
+        Var("MAP", 'old=new pairs: "noMask=no_mask"; "a=x,b=x" merges a and b into x'),
     )),
     Command("split", "train/val/test without duplicate leakage, kept stable as the dataset grows", split, (
         Var("VAL", "share of boxes (per class) and images for validation (default 0.2; a kept split: "

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 _KILL_AT = int(os.environ.get("MASKSET_KILL_AT") or 0)
 _LOG = os.environ.get("MASKSET_WRITE_POINTS") or None
 _SIGNAL = getattr(signal, "SIG" + os.environ.get("MASKSET_KILL_SIGNAL", "KILL").upper(), signal.SIGKILL)
 _reached = 0
+ACTIVE = bool(_KILL_AT or _LOG)  # hot paths skip even naming a point when False
+_COUNTING = threading.Lock()
 
 
 def point(name: str) -> None:
     global _reached
-    if not (_KILL_AT or _LOG):
+    if not ACTIVE:
         return
-    _reached += 1
-    if _LOG:
-        with open(_LOG, "a", encoding="utf-8") as handle:
-            handle.write(f"{_reached} {name}\n")
-    if _reached == _KILL_AT:
+    with _COUNTING:  # stages write from a few threads at once (import): each point counts once
+        _reached += 1
+        reached = _reached
+        if _LOG:
+            with open(_LOG, "a", encoding="utf-8") as handle:
+                handle.write(f"{reached} {name}\n")
+    if reached == _KILL_AT:
         os.kill(os.getpid(), _SIGNAL)

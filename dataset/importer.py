@@ -1,14 +1,18 @@
 """`make import SRC=...`: bring another dataset in, all or nothing, safe to kill.
 
-A source (a labelImg/VOC folder here; other formats in dataset/formats/) is read into
-SourceItems. Everything is checked before anything is copied: every image decoded once, every
-class known (or mapped with CLASSES=, or left out with DROP=). Then the plan is written to a
+A source (a labelImg/VOC folder here; COCO, YOLO and keras-retinanet CSV in dataset/formats/)
+is read into SourceItems. Everything is checked before anything is copied: every image read once
+(its header, size and the end of its coded data: images.check_bytes), every class known (or
+mapped with CLASSES=, or left out with DROP=), every annotation read from another format made
+for the image's real size. Then the plan is written to a
 journal, images are copied and VOC files written, the folder is synced once, and the manifest
 records are appended in one durable write. A run killed at any point is completed by the next
 import (recover): an image that landed gets its record, nothing is copied twice.
 
-Images are copied, never moved; a VOC file from a VOC source keeps everything it holds, with
-<folder>, <filename> and <path> pointing at the new place. An annotation already in the
+Images are copied, never moved. LINK=1 hard-links them instead where SRC is on the same file
+system (a second name for the same bytes, made in one step, no byte copied: much faster, but a
+later in-place write to either file, such as `cp x.jpg DATA/images/`, changes both). A VOC file from a VOC source keeps
+everything it holds, with <folder>, <filename> and <path> pointing at the new place. An annotation already in the
 dataset is never overwritten. Re-importing the same folder adds nothing but what is new: new
 images, and VOC files added to SRC for images imported earlier.
 """
@@ -35,6 +39,8 @@ log = logging.getLogger(__name__)
 IMAGE_FOLDER_NAMES = ("images", "JPEGImages", "Images", "imgs", "img")
 ANNOTATION_FOLDER_NAMES = ("annotations", "Annotations", "xml", "labels", "voc")
 JOURNAL = "import.jsonl"
+CHECK_BATCH = 64
+CHECK_THREADS = 4
 
 
 # -- what a source holds ----------------------------------------------------------------------
@@ -43,6 +49,7 @@ class SourceItem:
     image: Path                                  # the image file in the source
     xml: Path | None = None                      # a VOC file carried over as written (VOC sources)
     annotation: voc.VocAnnotation | None = None  # an annotation read from another format
+    where: str = ""                              # its record in the source, for messages
 
 
 @dataclass
@@ -52,6 +59,7 @@ class Source:
     items: list[SourceItem] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)               # annotations with no image
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (file, why): links out of SRC ...
+    notes: list[str] = field(default_factory=list)                 # what a reader did, said once
 
 
 @dataclass
@@ -103,13 +111,21 @@ def locate(src: Path, images_dir: Path | None = None, annotations_dir: Path | No
     return Path(images_dir), Path(annotations_dir)
 
 
-def safe_files(folder: Path, roots: list[Path], suffixes, skipped: list) -> list[Path]:
-    """Regular files in folder with one of the suffixes, sorted. A symbolic link is followed
-    only when its target stays inside one of `roots` (the source's folders); anything else
-    (a link out of SRC, a FIFO, a device) is listed in `skipped`, never read."""
+def _below(folder: Path):
+    """Every file below folder (hidden folders and links to folders not entered)."""
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        yield from (Path(top) / name for name in files)
+
+
+def safe_files(folder: Path, roots: list[Path], suffixes, skipped: list, recursive: bool = False) -> list[Path]:
+    """Regular files in folder (and below it, if recursive) with one of the suffixes, sorted.
+    A symbolic link is followed only when its target stays inside one of `roots` (the source's
+    folders); anything else (a link out of SRC, a FIFO, a device) is listed in `skipped`, never
+    read."""
     found = []
     resolved_roots = [Path(r).resolve() for r in roots]
-    for path in sorted(folder.iterdir()):
+    for path in sorted(_below(folder) if recursive else folder.iterdir()):
         if path.name.startswith(".") or path.suffix.lower() not in suffixes:
             continue
         if path.is_symlink():
@@ -175,6 +191,7 @@ class ImportResult(Result):
     format: str = "voc"
     source: str = ""
     images_added: int = 0
+    images_linked: int = 0                                        # of those, hard links (no copy)
     annotations_added: int = 0
     already_imported: int = 0
     annotations_kept: list[str] = field(default_factory=list)  # ours existed: never overwritten
@@ -188,10 +205,13 @@ class ImportResult(Result):
     dropped: Counter = field(default_factory=Counter)             # boxes left out by DROP=
     renamed: dict = field(default_factory=dict)
     recovered: int = 0                                            # finished for a killed import
+    notes: list[str] = field(default_factory=list)                # from the format's reader
 
     def summary_line(self) -> str:
         parts = [f"{self.images_added} images and {self.annotations_added} annotations imported",
                  f"{self.already_imported} already there"]
+        if self.images_linked:
+            parts.append(f"{self.images_linked} images hard-linked (no bytes copied)")
         if self.rejected:
             parts.append(f"{len(self.rejected)} rejected")
         if self.annotations_kept:
@@ -212,6 +232,7 @@ class ImportResult(Result):
         lines += [f"warning: {xml}: no image for this annotation in the source; not imported"
                   for xml in self.orphan_xml]
         lines += [f"skipped: {path}: {why}" for path, why in self.skipped]
+        lines += [f"note: {note}" for note in self.notes]
         lines += [f"kept: {kept} exists already and was not overwritten" for kept in self.annotations_kept]
         if self.classes_written:
             lines.append(f"classes.txt written: {', '.join(self.classes_found)}")
@@ -230,14 +251,23 @@ def _safe_name(name: str) -> str:
     return stem + suffix
 
 
-def _free_name(folder: Path, name: str, taken_stems: set[str]) -> Path:
-    """folder/name, or with -1, -2 ... before the suffix, whose stem no other image uses."""
-    path = folder / name
-    candidate, n = path, 0
-    while candidate.stem in taken_stems or candidate.exists():
+def _free_name(name: str, taken_stems: set[str], present: set[str]) -> str:
+    """name, or with -1, -2 ... before the suffix, whose stem no other image uses and that no
+    file in the folder (`present`: its listing) has."""
+    stem, suffix = os.path.splitext(name)
+    candidate, candidate_stem, n = name, stem, 0
+    while candidate_stem in taken_stems or candidate in present:
         n += 1
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        candidate_stem = f"{stem}-{n}"
+        candidate = candidate_stem + suffix
     return candidate
+
+
+def _listing(folder: Path) -> set[str]:
+    try:
+        return set(os.listdir(folder))
+    except FileNotFoundError:
+        return set()
 
 
 def _check_image(path: Path) -> tuple[str, images.ImageInfo | None, str]:
@@ -245,21 +275,30 @@ def _check_image(path: Path) -> tuple[str, images.ImageInfo | None, str]:
     The ImageInfo also carries the file's byte size and mtime: the copy keeps both, so validate
     knows the facts are the file's while it is unchanged."""
     try:
-        stat = path.stat()
-        data = path.read_bytes()
+        with open(path, "rb", buffering=0) as handle:
+            stat = os.fstat(handle.fileno())
+            data = handle.readall()
     except OSError as error:
         return "", None, f"cannot read: {error.strerror or error}"
     sha = hashlib.sha256(data).hexdigest()
     try:
-        with images.open_image(data) as image:
-            info = images.ImageInfo(image.width, image.height, image.format or "", images.orientation(image),
-                                    file=(len(data), stat.st_mtime_ns))
-            if image.format == "JPEG":
-                image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
-            images.load(image)
+        info = images.check_bytes(data, decode=True)  # once in its life: validate reuses it
+        info.file = (len(data), stat.st_mtime_ns)
     except images.NotAnImage as why:
         return sha, None, f"not a readable image: {why}"
     return sha, info, ""
+
+
+def _check_size(item: SourceItem, info: images.ImageInfo) -> None:
+    """An annotation read from another format must be for the image as it is: its boxes are in
+    that image's pixels. Raised before anything is copied."""
+    ann = item.annotation
+    if ann is None or (ann.width, ann.height) == (info.width, info.height):
+        return
+    raise MasksetError(
+        f"{item.where or item.image}: says the image is {ann.width}x{ann.height}, but {item.image} is "
+        f"{info.width}x{info.height}. Nothing was imported. Correct the size there (the boxes must be "
+        f"in the real image's pixels), or replace the image with the one that was annotated.")
 
 
 def _mapped_xml(xml: Path, class_map: ClassMap, folder: str, name: str, image_path: str) -> bytes:
@@ -346,11 +385,21 @@ def plan_import(dataset: Dataset, source: Source, class_map: ClassMap, result: I
                 result.renamed[name] = target
     result.classes_found = list(dict.fromkeys(class_map(n) for n in counts if class_map(n) is not None))
     classes_to_write = result.classes_found if not dataset.classes_file.exists() else []
-    # classes are known to be fine: now decode every image once
-    with ThreadPoolExecutor(max_workers=4) as pool:  # Pillow decodes with the GIL released
-        checked = list(progress_bars.bar(pool.map(lambda item: _check_image(item.image), source.items),
-                                         total=len(source.items), desc="checking", enabled=progress))
+    # classes are known to be fine: now read and check every image once, a few threads at a time
+    # (reading and hashing release the GIL), in batches (a future per image costs more than a check)
+    batches = [source.items[i:i + CHECK_BATCH] for i in range(0, len(source.items), CHECK_BATCH)]
+    checked = []
+    with ThreadPoolExecutor(max_workers=CHECK_THREADS) as pool, \
+            progress_bars.bar(total=len(source.items), desc="checking", enabled=progress) as bar:
+        for batch in pool.map(lambda batch: [_check_image(item.image) for item in batch], batches):
+            checked += batch
+            bar.update(len(batch))
 
+    for item, (_sha, info, _why) in zip(source.items, checked):
+        if info is not None:
+            _check_size(item, info)
+    present_images, present_xml = _listing(dataset.images), _listing(dataset.annotations)
+    source_root, mapped = str(source.root), not class_map.is_identity()
     planned: list[Planned] = []
     for item, (sha, info, why), found in zip(source.items, checked, item_counts):
         earlier = imported.get((str(item.image), sha))
@@ -361,36 +410,38 @@ def plan_import(dataset: Dataset, source: Source, class_map: ClassMap, result: I
             if has_annotation and not destination.exists() and (dataset.images / earlier).exists():
                 data = _annotation_bytes(dataset, item, class_map, earlier, result)
                 planned.append(Planned({"file": earlier, "event": "annotation-added",
-                                        "source_annotation": str(item.xml or item.image)},
+                                        "source_annotation": item.where or str(item.xml or item.image)},
                                        item.image, data, image_is_new=False))
             continue
         if info is None:
             result.rejected.append((str(item.image), why))
             continue
-        target = _free_name(dataset.images, _safe_name(item.image.name), taken)
-        taken.add(target.stem)
-        record = {"file": target.name, "event": manifest.ADDED, "sha256": sha, "width": info.width,
+        target = _free_name(_safe_name(item.image.name), taken, present_images)
+        target_stem = os.path.splitext(target)[0]
+        taken.add(target_stem)
+        record = {"file": target, "event": manifest.ADDED, "sha256": sha, "width": info.width,
                   "height": info.height, "format": info.format, "origin": "import",
-                  "source_path": str(item.image), "import_format": source.format}
+                  "source_path": str(item.image), "import_format": source.format,
+                  "import_source": source_root}
         if info.orientation not in (0, 1):
             record["exif_orientation"] = info.orientation
         record["bytes"], record["mtime_ns"] = info.file  # the copy keeps both (copy_file's copystat)
-        if not class_map.is_identity():
+        if mapped:
             record["class_map"] = {"rename": class_map.rename, "drop": sorted(class_map.drop)}
         data = None
         if item.xml is not None or item.annotation is not None:
-            record["source_annotation"] = str(item.xml or item.image)
-            if dataset.annotation_for(target).exists():
+            record["source_annotation"] = item.where or str(item.xml or item.image)
+            if target_stem + ".xml" in present_xml:
                 result.annotations_kept.append(str(dataset.annotation_for(target)))
             else:
-                data = _annotation_bytes(dataset, item, class_map, target.name, result)
+                data = _annotation_bytes(dataset, item, class_map, target, result)
         planned.append(Planned(record, item.image, data))
     return planned, classes_to_write
 
 
 def _annotation_bytes(dataset: Dataset, item: SourceItem, class_map: ClassMap, name: str,
                       result: ImportResult) -> bytes:
-    image_path = str(dataset.images / name)
+    image_path = os.path.join(dataset.images, name)
     if item.annotation is not None:
         ann = item.annotation
         objects = [o for o in ann.objects if class_map(o.name) is not None]
@@ -413,7 +464,8 @@ def _journal(dataset: Dataset) -> Path:
 
 def _write_annotation(dataset: Dataset, name: str, data: bytes, durable: bool) -> bool:
     try:
-        atomic.write_bytes(dataset.annotation_for(name), data, exclusive=True, durable=durable)
+        atomic.write_bytes(os.path.join(dataset.annotations, os.path.splitext(name)[0] + ".xml"), data,
+                           exclusive=True, durable=durable)
         return True
     except FileExistsError:
         return False  # a person's file appeared meanwhile: it wins
@@ -449,7 +501,7 @@ def recover(dataset: Dataset) -> int:
 
 
 def carry_out(dataset: Dataset, planned: list[Planned], classes_to_write: list[str],
-              result: ImportResult, progress: bool = True) -> None:
+              result: ImportResult, progress: bool = True, link: bool = False) -> None:
     dataset.ensure()
     # the journal first, in one durable write: recovery knows what was meant
     atomic.write_text(_journal(dataset), "".join(jsonl.dumps(
@@ -458,10 +510,17 @@ def carry_out(dataset: Dataset, planned: list[Planned], classes_to_write: list[s
     if classes_to_write:
         dataset.write_classes(classes_to_write)
         result.classes_written = True
+    folder = str(dataset.images)
+    # one thread: several threads making files in one folder wait on its lock (measured: 2-3x the
+    # CPU for no gain in wall time)
     for item in progress_bars.bar(planned, desc="import", enabled=progress):
         name = item.record["file"]
         if item.image_is_new:
-            atomic.copy_file(item.source, dataset.images / name, durable=False)
+            target = os.path.join(folder, name)
+            if link:
+                result.images_linked += atomic.link_or_copy(item.source, target, durable=False)
+            else:
+                atomic.copy_file(item.source, target, durable=False)
             result.images_added += 1
         if item.annotation is not None:
             if _write_annotation(dataset, name, item.annotation, durable=False):
@@ -488,24 +547,24 @@ def check_source(src: Path | str, data: Path | str) -> Path:
 
 
 def import_source(dataset: Dataset, source: Source, class_map: ClassMap | None = None,
-                  progress: bool = True) -> ImportResult:
+                  progress: bool = True, link: bool = False) -> ImportResult:
     """Import a read source into dataset (the caller holds the lock)."""
     class_map = class_map or ClassMap()
-    result = ImportResult(format=source.format, source=str(source.root),
-                          orphan_xml=list(source.orphans), skipped=list(source.skipped))
+    result = ImportResult(format=source.format, source=str(source.root), orphan_xml=list(source.orphans),
+                          skipped=list(source.skipped), notes=list(source.notes))
     if dataset.root.exists():
         result.recovered = recover(dataset)
     planned, classes_to_write = plan_import(dataset, source, class_map, result, progress)
     if planned or classes_to_write:
-        carry_out(dataset, planned, classes_to_write, result, progress)
+        carry_out(dataset, planned, classes_to_write, result, progress, link)
     return result
 
 
 def import_folder(dataset: Dataset, src: Path | str, images: Path | str | None = None,
                   annotations: Path | str | None = None, progress: bool = True,
-                  class_map: ClassMap | None = None) -> ImportResult:
+                  class_map: ClassMap | None = None, link: bool = False) -> ImportResult:
     """Import a labelImg (VOC) folder."""
     src = check_source(src, dataset.root)
     source = read_voc_folder(Path(src), Path(images) if images else None,
                              Path(annotations) if annotations else None)
-    return import_source(dataset, source, class_map, progress)
+    return import_source(dataset, source, class_map, progress, link)

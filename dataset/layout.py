@@ -40,8 +40,9 @@ def decode_text(data: bytes, path: Path | str) -> str:
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as error:
-        raise MasksetError(f"{path}: byte {error.start} is not {encoding.upper().replace('-SIG', '')} "
-                           f"text. Save the file as UTF-8 and run again.") from None
+        line = data[:error.start].count(b"\n") + 1
+        raise MasksetError(f"{path}: byte {error.start} is not {encoding.upper().replace('-SIG', '')} text "
+                           f"(line {line}). Save the file as UTF-8 and run again.") from None
 
 
 @dataclass(frozen=True)

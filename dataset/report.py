@@ -24,12 +24,14 @@ from training.geometry import (ANCHOR_SIZES, IMAGE_MAX_SIDE, IMAGE_MIN_SIDE, POS
 
 from . import manifest, voc
 from . import progress as progress_bars
+from .dedupe import EXACT, NEAR
 from .errors import MasksetError
 from .images import NotAnImage, open_image
 from .layout import Dataset
 from .results import Result
 
 MAX_RUNS = 5
+DUPLICATE_REASONS = (EXACT, NEAR)
 
 
 @dataclass
@@ -276,6 +278,41 @@ def _sources(table: pd.DataFrame, present: set[str]) -> dict:
                                     for v in column("source_path")[origin == "import"])}
 
 
+def _source_labels(table: pd.DataFrame) -> pd.DataFrame:
+    """Each manifest file's source: the folder (or file) it was imported from, with the import's
+    format, or "scrape", or its origin; one row per file."""
+    column = lambda name: table[name] if name in table else pd.Series(None, table.index, object)  # noqa: E731
+    folder = column("source_path").map(lambda v: str(Path(v).parent) if isinstance(v, str) and v else None)
+    imported = column("import_source").where(column("import_source").notna(), folder)
+    scraped = (column("origin") == "scrape") | column("query").notna()
+    label = imported.where(column("origin") == "import",
+                           pd.Series("scrape", table.index).where(scraped, column("origin").fillna("unknown")))
+    return pd.DataFrame({"source": label.fillna("unknown").astype(str),
+                         "format": column("import_format").where(column("origin") == "import", None)})
+
+
+def _per_source(table: pd.DataFrame, present: set[str], boxes_per_file: Counter) -> dict:
+    """Images now in images/, their boxes, and the duplicates dedupe quarantined, per source: how
+    much each source brought, and how much of it another source already had."""
+    if not len(table):
+        return {}
+    column = lambda name: table[name] if name in table else pd.Series(None, table.index, object)  # noqa: E731
+    frame = _source_labels(table)
+    here = frame.index.isin(list(present))
+    frame["images"] = here.astype(int)
+    frame["boxes"] = frame.index.map(lambda f: boxes_per_file.get(f, 0)).where(here, 0)
+    frame["duplicates"] = (~here & (column("event") == manifest.QUARANTINED)
+                           & column("reason").isin(DUPLICATE_REASONS)).astype(int)
+    other = column("duplicate_of").map(frame["source"])
+    frame["duplicates_of_other_sources"] = (frame["duplicates"].astype(bool) & other.notna()
+                                            & (other != frame["source"])).astype(int)
+    counts = frame.groupby("source")[["images", "boxes", "duplicates", "duplicates_of_other_sources"]].sum()
+    formats = frame.dropna(subset=["format"]).groupby("source")["format"].first()
+    per = {source: {"format": formats.get(source), **{k: int(v) for k, v in row.items()}}
+           for source, row in counts.iterrows()}
+    return dict(sorted(per.items(), key=lambda kv: (-kv[1]["images"], kv[0])))
+
+
 def _validation(dataset: Dataset, data: dict | None, parse_errors: list[dict], newest_change: float) -> dict:
     """validate.json's findings plus the VOC files this report could not parse."""
     findings = []
@@ -393,7 +430,9 @@ def collect(dataset: Dataset, runs_dir: Path | str | None = None, min_side: int 
                      "image_min_side": min_side, "image_max_side": max_side,
                      "smallest_anchor": ANCHOR_SIZES[0], "positive_iou": POSITIVE_IOU},
         },
-        "sources": _sources(table, present),
+        "sources": {**_sources(table, present),
+                    "per_source": _per_source(table, present, Counter(
+                        {walk["images"][i].name: int(n) for i, n in zip(*np.unique(boxes.image, return_counts=True))}))},
         "duplicates": dedupe,
         "validation": _validation(dataset, validate, walk["parse_errors"], newest_change),
         "split": split,
@@ -434,6 +473,13 @@ def summary_text(report: DatasetReport) -> str:
     origin = n["sources"]["origin"]
     if origin:
         lines.append("sources: " + ", ".join(f"{k} {v}" for k, v in origin.items()))
+    per_source = n["sources"].get("per_source") or {}
+    if len(per_source) > 1:
+        for name, s in per_source.items():
+            lines.append(f"source {name}" + (f" ({s['format']})" if s["format"] else "")
+                         + f": {s['images']} images, {s['boxes']} boxes, {s['duplicates']} duplicates quarantined"
+                         + (f" ({s['duplicates_of_other_sources']} of another source's image)"
+                            if s["duplicates_of_other_sources"] else ""))
     if n["duplicates"]:
         d = n["duplicates"]
         lines.append(f"duplicates: {d.get('groups', 0)} groups, {d.get('quarantined', 0)} quarantined, "

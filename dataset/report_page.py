@@ -239,6 +239,12 @@ def _sources_section(report: DatasetReport) -> str:
     if sources["import_sources"]:
         tables = "<h3>Import sources</h3>" + _table(["folder", "images"],
                                                      [[k, v] for k, v in sources["import_sources"].items()])
+    per_source = sources.get("per_source") or {}
+    if per_source:
+        tables += "<h3>Per source</h3>" + _table(
+            ["source", "format", "images", "boxes", "duplicates quarantined", "of them, copies of another source's"],
+            [[k, v["format"] or "", v["images"], v["boxes"], v["duplicates"], v["duplicates_of_other_sources"]]
+             for k, v in per_source.items()])
     return _section("sources", "Sources", _grid(*plots) + tables,
                     "Counts of the images now in images/, from their manifest records.")
 

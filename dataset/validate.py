@@ -9,9 +9,10 @@ each original under quarantine/fixed/.
 Incremental: the result of checking a VOC file against its image is remembered in
 .cache/validate-v1.json, keyed by both files' size and mtime, the images its stem names,
 classes.txt and INCLUDE_DRAFTS, and is checked again only when one of them changes. An image is
-decoded once in its life: import and scrape decoded it already and recorded its size, format and
+decoded once in its life: import or scrape decoded it already and recorded its size, format and
 EXIF orientation (with its byte size and mtime) in the manifest, which stands in for a decode
-while the file is unchanged. RECHECK=1 forgets all that and decodes everything again.
+while the file is unchanged (a record saying "decoded": false, as older imports wrote, does not).
+RECHECK=1 forgets all that and decodes everything again.
 """
 from __future__ import annotations
 
@@ -333,8 +334,8 @@ class Memory:
                 except Exception:  # a damaged manifest is report's and import's business: decode instead
                     self._manifest = {}
         record = self._manifest.get(name) or {}
-        if [record.get("bytes"), record.get("mtime_ns")] != key:
-            return None  # not recorded, or the file changed since: decode it
+        if [record.get("bytes"), record.get("mtime_ns")] != key or record.get("decoded") is False:
+            return None  # not recorded, the file changed since, or import only read its header: decode it
         from .images import ImageInfo
         try:
             return ImageInfo(int(record["width"]), int(record["height"]), str(record.get("format") or ""),

@@ -7,6 +7,7 @@ as a VocError naming the file and the field.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -160,8 +161,42 @@ def parse(xml_path: Path | str) -> VocAnnotation:
     )
 
 
+_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _esc(text) -> str:
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+
+
 def to_xml(annotation: VocAnnotation) -> bytes:
-    """labelImg's own layout (PascalVocWriter), so labelImg reopens it for editing."""
+    """labelImg's own layout (PascalVocWriter), so labelImg reopens it for editing.
+
+    Written as text (an import writes thousands: this is ~8x faster than building the tree),
+    byte for byte what lxml writes for the same tree (tests/test_voc_writer.py); text that XML
+    cannot hold goes through lxml, which refuses it."""
+    a = annotation
+    texts = [a.folder, a.filename, a.path, *(t for o in a.objects for t in (o.name, o.pose))]
+    if any(_NOT_XML.search(str(t)) for t in texts):
+        return _to_xml_tree(annotation)
+    attributes = (' verified="yes"' if a.verified else "") + (f' {DRAFT_ATTRIBUTE}="yes"' if a.draft else "")
+    parts = [f"<annotation{attributes}>\n  <folder>{_esc(a.folder)}</folder>\n"
+             f"  <filename>{_esc(a.filename)}</filename>\n  <path>{_esc(a.path)}</path>\n"
+             f"  <source>\n    <database>Unknown</database>\n  </source>\n"
+             f"  <size>\n    <width>{_esc(a.width)}</width>\n    <height>{_esc(a.height)}</height>\n"
+             f"    <depth>{a.depth or 3}</depth>\n  </size>\n  <segmented>0</segmented>\n"]
+    for obj in a.objects:
+        parts.append(f"  <object>\n    <name>{_esc(obj.name)}</name>\n    <pose>{_esc(obj.pose)}</pose>\n"
+                     f"    <truncated>{1 if obj.truncated else 0}</truncated>\n"
+                     f"    <difficult>{1 if obj.difficult else 0}</difficult>\n    <bndbox>\n"
+                     f"      <xmin>{int(round(obj.xmin))}</xmin>\n      <ymin>{int(round(obj.ymin))}</ymin>\n"
+                     f"      <xmax>{int(round(obj.xmax))}</xmax>\n      <ymax>{int(round(obj.ymax))}</ymax>\n"
+                     f"    </bndbox>\n  </object>\n")
+    parts.append("</annotation>\n")
+    return "".join(parts).encode("utf-8")
+
+
+def _to_xml_tree(annotation: VocAnnotation) -> bytes:
+    """to_xml through lxml's tree (the reference layout; raises on text XML cannot hold)."""
     root = etree.Element("annotation")
     if annotation.verified:
         root.set("verified", "yes")

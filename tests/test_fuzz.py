@@ -94,7 +94,7 @@ def test_voc_reader_on_damaged_real_files(seed_voc, data):
 
 # -- the manifest ---------------------------------------------------------------------------------
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
     max_leaves=8)
 RECORDS = st.fixed_dictionaries({"file": st.text(min_size=1, max_size=12), "event": st.sampled_from(

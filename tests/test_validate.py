@@ -165,7 +165,7 @@ def test_a_rerun_checks_only_what_changed_and_finds_the_same(broken):
     ds = broken
     first = validate(ds, progress=False)
     # scene_0010.jpg was replaced and rotated.jpg was never imported: only they are decoded;
-    # every other image's facts come from import's manifest record
+    # every other image's facts come from import's manifest record (import decoded each once)
     assert first.checked == len(ds.annotation_files()) and first.decoded == 2
     again = validate(ds, progress=False)
     assert (again.checked, again.decoded) == (0, 0)
