@@ -224,10 +224,11 @@ def main() -> int:
               f"({sum(c['instances'] for c in two_stage['classes'].values())} boxes), {faces.get('too_small', 0)} too "
               f"small to classify, {faces.get('clamped', 0)} crops clamped; calibration {two_stage.get('calibration')}")
         print(f"two-stage confusion at 0.5: {two_stage['confusion']['matrix']} missed {two_stage['confusion']['missed']} "
-              f"false alarms {two_stage['confusion']['false_alarms']} ({', '.join(names)})")
+              f"false alarms {two_stage['confusion']['false_alarms']} ({', '.join(two_stage['confusion']['classes'])})")
         if retinanet_run is not None:
             print(f"RetinaNet confusion at 0.5: {retinanet['confusion']['matrix']} missed "
-                  f"{retinanet['confusion']['missed']} false alarms {retinanet['confusion']['false_alarms']}")
+                  f"{retinanet['confusion']['missed']} false alarms {retinanet['confusion']['false_alarms']} "
+                  f"({', '.join(retinanet['confusion']['classes'])})")
         print(f"\nbench: {(time.monotonic() - started) / 60:.1f} min in all; load average at the end {load()}")
     return 0
 
