@@ -11,7 +11,7 @@ STAMP      := $(VENV)/.maskset-setup
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 STAGES := sample scrape import dedupe restore takedown annotate prelabel validate relabel export split leakcheck train \
-          evaluate detect export-model weights report card package demo
+          train-classifier evaluate detect export-model weights report card package demo
 
 .PHONY: help setup check-system test bench bench-setup clean-venv $(STAGES)
 

@@ -354,6 +354,18 @@ def _split_summary(split: dict | None, dataset: Dataset) -> dict | None:
     return summary
 
 
+def _detectors(runs: list[dict]) -> dict:
+    """The latest evaluation of each detector (RetinaNet, two-stage) among the runs, and whether
+    they scored the same images (the same part, the same digest)."""
+    latest = {}
+    for r in runs:  # newest first
+        if r.get("confusion") and r.get("detector") not in latest:
+            latest[r.get("detector")] = r
+    scored = {(r.get("part"), r.get("scored")) for r in latest.values()}
+    return {"latest": {kind: r["id"] for kind, r in latest.items()},
+            "same_images": len(latest) > 1 and len(scored) == 1 and None not in next(iter(scored))}
+
+
 # -- the report -------------------------------------------------------------------------------
 def collect(dataset: Dataset, runs_dir: Path | str | None = None, min_side: int = IMAGE_MIN_SIDE,
             max_side: int = IMAGE_MAX_SIDE, max_runs: int = MAX_RUNS, progress: bool = True) -> DatasetReport:
@@ -426,6 +438,7 @@ def collect(dataset: Dataset, runs_dir: Path | str | None = None, min_side: int 
         "split": split,
         "split_stale": bool(split) and _mtime(dataset.export / "split.json") < newest_change,
         "runs": [{k: v for k, v in r.items() if k != "log"} for r in runs],
+        "detectors": _detectors(runs),
         "pending_files": walk["pending"][:200],
         "orphan_annotations": walk["orphans"][:200],
         "problems": problems,
@@ -491,7 +504,16 @@ def summary_text(report: DatasetReport) -> str:
                          f"{left} left")
     for r in n["runs"][:3]:
         m_ap = f"{r['mAP']:.3f}" if isinstance(r["mAP"], (int, float)) else "n/a"
-        lines.append(f"run {r['id']}: {r.get('part') or 'val'} mAP {m_ap} after {r['epochs']} epochs")
+        kind = " (two-stage)" if r.get("detector") == training_runs.TWO_STAGE else ""
+        lines.append(f"run {r['id']}{kind}: {r.get('part') or 'val'} mAP {m_ap} after {r['epochs']} epochs")
+    detectors = n.get("detectors") or {}
+    if len(detectors.get("latest") or {}) > 1:
+        by_id = {r["id"]: r for r in n["runs"]}
+        shown = [f"{name} {detectors['latest'][kind]} mAP {by_id[detectors['latest'][kind]]['mAP']:.3f}"
+                 for kind, name in ((training_runs.RETINANET, "RetinaNet"), (training_runs.TWO_STAGE, "two-stage"))
+                 if isinstance(by_id.get(detectors["latest"].get(kind), {}).get("mAP"), (int, float))]
+        lines.append("detectors side by side: " + ", ".join(shown)
+                     + ("" if detectors.get("same_images") else " (warning: not scored on the same images)"))
     for problem in n["problems"]:
         lines.append(f"warning: {problem}")
     return "\n".join(lines)

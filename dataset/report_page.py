@@ -392,35 +392,82 @@ def _drift_table(drift, parts) -> str:
                     _table(["part", "class", "share of boxes before", "now"], shares, numeric_from=2)))
 
 
-def _evaluation_section(report: DatasetReport, folder: Path) -> str:
-    """The latest evaluation: the part it scored, its figures and its confusion matrix."""
-    run = next((r for r in report.runs if r.get("confusion")), None)
-    if run is None:
-        return _section("evaluation", "Latest evaluation", "<p>No run evaluated yet: <code>make evaluate"
-                                                           "</code> scores the latest run on the test part.</p>")
-    confusion = run["confusion"]
+DETECTOR_NAMES = {"retinanet": "RetinaNet", "two-stage": "two-stage (face detector + classifier)"}
+
+
+def _confusion_table(confusion: dict) -> str:
     names = confusion.get("classes") or []
     table_rows = [[name, *row, missed] for name, row, missed in
                   zip(names, confusion.get("matrix") or [], confusion.get("missed") or [])]
     table_rows.append(["background (false alarms)", *(confusion.get("false_alarms") or []), ""])
-    matrix = _table(["true \\ detected", *names, "missed"], table_rows)
+    return _table(["true \\ detected", *names, "missed"], table_rows)
+
+
+def _figures(run: dict) -> list[list]:
+    """[label, value] rows: the part scored and the figures of one evaluation."""
     coco, at, best = run.get("coco") or {}, run.get("at") or {}, run.get("best_f1") or {}
     number = lambda value: value if isinstance(value, (int, float)) else "n/a"  # noqa: E731
-    figures = [["part scored", run.get("part") or "val"], ["AP at IoU 0.5, mean over classes", number(run["mAP"])],
-               ["COCO mAP@[.5:.95]", number(coco.get("mAP"))], ["COCO AP50", number(coco.get("AP50"))],
-               ["COCO AP75", number(coco.get("AP75"))],
-               [f"precision at score {at.get('score', 0.5):g}", number(at.get("precision"))],
-               [f"recall at score {at.get('score', 0.5):g}", number(at.get("recall"))],
-               [f"F1 at score {at.get('score', 0.5):g}", number(at.get("f1"))],
-               ["score that maximises F1", number(best.get("score"))], ["its F1", number(best.get("f1"))]]
-    notes = "".join(f'<p class="warn">{escape(w)}</p>' for w in run.get("evaluation_warnings") or [])
-    link = ("<p>" + html.relative_link(Path(run["errors_page"]), folder,
+    return [["part scored", run.get("part") or "val"], ["AP at IoU 0.5, mean over classes", number(run["mAP"])],
+            ["COCO mAP@[.5:.95]", number(coco.get("mAP"))], ["COCO AP50", number(coco.get("AP50"))],
+            ["COCO AP75", number(coco.get("AP75"))],
+            [f"precision at score {at.get('score', 0.5):g}", number(at.get("precision"))],
+            [f"recall at score {at.get('score', 0.5):g}", number(at.get("recall"))],
+            [f"F1 at score {at.get('score', 0.5):g}", number(at.get("f1"))],
+            ["score that maximises F1", number(best.get("score"))], ["its F1", number(best.get("f1"))]]
+
+
+def _errors_link(run: dict, folder: Path) -> str:
+    return ("<p>" + html.relative_link(Path(run["errors_page"]), folder,
                                        f"The images with the most errors ({run['id']})") + "</p>"
             if run.get("errors_page") else "")
-    return _section("evaluation", f"Latest evaluation: {run['id']}",
-                    notes + _grid(_table(["", ""], figures), "<h3>Confusion matrix</h3>" + matrix) + link,
+
+
+def _evaluation_section(report: DatasetReport, folder: Path) -> str:
+    """The latest evaluation: the part it scored, its figures and its confusion matrix; when both
+    detectors (RetinaNet and the two-stage one) have been evaluated, the latest of each side by side."""
+    by_id = {r["id"]: r for r in report.runs}
+    latest = {kind: by_id[run] for kind, run in ((report.numbers.get("detectors") or {}).get("latest") or {}).items()}
+    if not latest:
+        return _section("evaluation", "Latest evaluation", "<p>No run evaluated yet: <code>make evaluate"
+                                                           "</code> scores the latest run on the test part.</p>")
+    if len(latest) > 1:
+        return _detectors_section(report, [latest[k] for k in sorted(latest, key=lambda k: k != "retinanet")], folder)
+    run = next(iter(latest.values()))
+    confusion = run["confusion"]
+    notes = "".join(f'<p class="warn">{escape(w)}</p>' for w in run.get("evaluation_warnings") or [])
+    title = f"Latest evaluation: {run['id']}" + (" (two-stage detector)" if run.get("detector") == "two-stage" else "")
+    return _section("evaluation", title,
+                    notes + _grid(_table(["", ""], _figures(run)), "<h3>Confusion matrix</h3>"
+                                  + _confusion_table(confusion)) + _errors_link(run, folder),
                     f"Rows: the true class; columns: what the model detected, at score >= "
                     f"{confusion.get('score', 0.5):g} and IoU {confusion.get('iou', 0.5)}.")
+
+
+def _detectors_section(report: DatasetReport, chosen: list[dict], folder: Path) -> str:
+    """The two detectors side by side: one column of figures each, AP per class, their confusion
+    matrices, and a warning when they did not score the same images."""
+    rows = [[label] + [value for _, value in figures] for label, *figures in
+            zip([label for label, _ in _figures(chosen[0])], *[_figures(r) for r in chosen])]
+    names = [n for n in (chosen[0].get("classes") or {})]
+    for name in names:
+        rows.insert(2 + names.index(name), [f"AP {name}"] + [
+            ((r.get("classes") or {}).get(name) or {}).get("ap", "n/a") for r in chosen])
+    header = [""] + [f"{DETECTOR_NAMES.get(r.get('detector'), r.get('detector'))}: {r['id']}" for r in chosen]
+    same = (report.numbers.get("detectors") or {}).get("same_images")
+    notes = "" if same else ('<p class="warn">These evaluations did not score the same images (another part, or '
+                             'the part changed between them): their figures are not comparable. Evaluate both '
+                             'again (<code>make evaluate</code>, <code>make evaluate MODEL=two-stage</code>).</p>')
+    for r in chosen:
+        notes += "".join(f'<p class="warn">{escape(r["id"])}: {escape(w)}</p>' for w in r.get("evaluation_warnings") or [])
+    matrices = _grid(*[f"<h3>Confusion matrix: {escape(DETECTOR_NAMES.get(r.get('detector'), ''))}</h3>"
+                       + _confusion_table(r["confusion"]) for r in chosen])
+    confusion = chosen[0]["confusion"]
+    return _section("evaluation", "Latest evaluation: the two detectors side by side",
+                    notes + _table(header, rows, numeric_from=1) + matrices
+                    + "".join(_errors_link(r, folder) for r in chosen),
+                    f"The latest evaluation of each detector, on the part it scored. Confusion rows: the true "
+                    f"class; columns: what the detector found, at score >= {confusion.get('score', 0.5):g} and IoU "
+                    f"{confusion.get('iou', 0.5)}.")
 
 
 def _runs_section(report: DatasetReport) -> str:
@@ -431,9 +478,10 @@ def _runs_section(report: DatasetReport) -> str:
     rows = [[r["id"], str(r["backbone"] or ""), r["epochs"], r["mAP"] if isinstance(r["mAP"], (int, float)) else "n/a"]
             + [r["classes"].get(n, {}).get("ap", "") if isinstance(r["classes"].get(n, {}).get("ap"), (int, float))
                else "" for n in names] for r in runs]
-    rows = [row[:3] + [r.get("part") or "val"] + row[3:] for row, r in zip(rows, runs)]
-    table = _table(["run", "backbone", "epochs", "scored on", "mAP"] + [f"AP {n}" for n in names], rows,
-                   numeric_from=2)
+    rows = [row[:1] + [r.get("detector") or "retinanet"] + row[1:3] + [r.get("part") or "val"] + row[3:]
+            for row, r in zip(rows, runs)]
+    table = _table(["run", "detector", "backbone", "epochs", "scored on", "mAP"] + [f"AP {n}" for n in names], rows,
+                   numeric_from=3)
     plot = ""
     if any(r["log"] for r in runs):
         fig, ax = _figure()
@@ -456,7 +504,8 @@ def _runs_section(report: DatasetReport) -> str:
                      if r[key]])
     return _section("runs", "Training runs", _grid(table, plot) + curves,
                     "The latest runs first; mAP at IoU 0.5 on the part `make evaluate` scored (the log's "
-                    "val mAP before it ran).")
+                    "val mAP before it ran). A two-stage run is a classifier of `make train-classifier`: its "
+                    "figures are the face detector's and the classifier's together (`make evaluate MODEL=two-stage`).")
 
 
 def render(report: DatasetReport, dataset: Dataset, folder: Path | None = None) -> str:

@@ -1,4 +1,4 @@
-"""`maskset train | evaluate | detect | export-model | weights` (the make targets): thin over the cores.
+"""`maskset train | train-classifier | evaluate | detect | export-model | weights` (the make targets): thin over the cores.
 
 TensorFlow is imported only when one of them runs.
 """
@@ -51,8 +51,31 @@ def train(dataset, args):
     return TrainResult(run_dir, runs.read_state(run_dir))
 
 
+def two_stage(args) -> bool:
+    """MODEL=two-stage: the face detector + classifier of `make train-classifier` (training/twostage.py).
+    Any other MODEL= names an exported model (make export-model), which make detect runs."""
+    from .twostage import wanted
+    return wanted(getattr(args, "model", None))
+
+
+def train_classifier(dataset, args):
+    from .classifier import result_for, train_classifier as run
+    settings = {key: getattr(args, key) for key in ("backbone", "weights", "epochs", "batch", "lr", "size", "margin",
+                                                     "min_box", "augment") if getattr(args, key) is not None}
+    if args.train_seed is not None:
+        settings["seed"] = args.train_seed
+    return result_for(run(dataset, args.runs, **settings))
+
+
 def evaluate(dataset, args):
     from . import runs
+    if two_stage(args):
+        from .twostage import evaluate_command
+        return evaluate_command(dataset, args)
+    if (args.model or "").strip():
+        raise MasksetError(f"MODEL={args.model}: make evaluate scores MODEL=two-stage or a RetinaNet run (RUN=, "
+                           f"default the latest). An exported model is checked against its run's Keras model "
+                           f"by make export-model, which lists every disagreement.")
     from .evaluate import EvaluationResult, evaluate_run
     run_dir = runs.resolve_run(args.runs, args.run, need=runs.INFERENCE)
     numbers = evaluate_run(run_dir, dataset.root if dataset else None, score=args.score, iou=args.iou,
@@ -62,9 +85,16 @@ def evaluate(dataset, args):
 
 def detect(dataset, args):
     from . import runs
+    if two_stage(args):
+        from .twostage import detect_command
+        return detect_command(args)
     from .detect import DetectResult, detect as run_detect, load_exported_model, load_inference_model
     if args.model and args.run:
         raise MasksetError("pass RUN= (a run's Keras model) or MODEL= (an exported model), not both.")
+    if args.model and not Path(args.model).exists():
+        raise MasksetError(f"MODEL={args.model}: neither two-stage nor an exported model (no such file or folder). "
+                           f"Use MODEL=two-stage (MTCNN faces + the classifier of `make train-classifier`), or "
+                           f"export a run with `make export-model FORMAT=savedmodel|tflite|onnx|ncnn`.")
     if sum(x is not None for x in (args.image, args.dir, args.video, args.source)) != 1:
         raise MasksetError("pass exactly one of IMAGE=<file>, DIR=<folder>, VIDEO=<file> or "
                            "SOURCE=<camera index|/dev/videoN|stream URL|video file>.")
@@ -116,6 +146,12 @@ def _need_format(args) -> None:
     if not args.format:
         raise MasksetError("FORMAT= is needed: savedmodel, tflite, onnx or ncnn (see docs/deploy.md).")
 
+def _classifier():
+    from . import classifier
+    return classifier
+
+MODEL = Var("MODEL", "two-stage: MTCNN faces + the classifier of `make train-classifier` (RUN= then names a "
+                     "classifier run; default the latest); unset: the RetinaNet run")
 
 COMMANDS = [
     Command("train", "train keras-retinanet RetinaNet on export/train.csv (val.csv for val mAP)", train, (
@@ -137,10 +173,29 @@ COMMANDS = [
                        "N logical CPU devices where there is none); BATCH is split over them"),
         RUNS,
     ), data="optional", lock=None),
+    Command("train-classifier", "the two-stage detector's mask/no-mask classifier on face crops cut from the "
+                                "split's parts (train; val for the best epoch)", train_classifier, (
+        Var("BACKBONE", "small (default: a small CNN), mobilenetv2, resnet50, xception, efficientnetb0, ... "
+                        "(keras.applications, weights=None)"),
+        Var("WEIGHTS", "none (default: from scratch), a .h5 weights file (the backbone's no-top file, or a "
+                       "classifier's) or a classifier run; nothing is downloaded"),
+        Var("EPOCHS", lambda: f"epochs (default {_classifier().DEFAULT_EPOCHS})", int),
+        Var("BATCH", lambda: f"batch size (default {_classifier().DEFAULT_BATCH})", int),
+        Var("LR", lambda: f"learning rate (default {_classifier().DEFAULT_LR:g})", float),
+        Var("SIZE", lambda: f"crops are resized to SIZE x SIZE pixels (default {_classifier().DEFAULT_SIZE})", int),
+        Var("MARGIN", lambda: f"each box grown by this share of its width and height per side (default "
+                              f"{_classifier().DEFAULT_MARGIN:g})", float),
+        Var("MIN_BOX", lambda: f"boxes with a shorter side under this many pixels are too small to classify: "
+                               f"counted, left out (default {_classifier().MIN_BOX})", int),
+        Var("AUGMENT", "1 (default) or 0: flips, shifts, zooms, brightness and contrast", yes_no),
+        Var("TRAIN_SEED", lambda: f"random seed (default {_classifier().DEFAULT_SEED})", int),
+        RUNS,
+    ), data="existing", lock=None),
     Command("evaluate", "a run's figures on the test part (val if there is none, with a warning): AP per "
                         "class, COCO mAP, P/R/F1, confusion matrix, error page", evaluate, (
         Var("RUN", "runs/<id> (default: the latest run)"),
         RUNS,
+        MODEL,
         Var("PART", "test, val or train (default: test if the split has one, else val)",
             choices=("test", "val", "train")),
         Var("AT", "score threshold for precision, recall, F1 and the confusion matrix (default 0.5)", float, 0.5),
@@ -150,9 +205,10 @@ COMMANDS = [
     Command("detect", "run a trained model on images, a video, or live input (a camera, a stream): boxes "
                       "drawn, detections as JSON", detect, (
         Var("RUN", "runs/<id> (default: the latest run)"),
-        Var("MODEL", "an exported model (make export-model) instead of the run's Keras model: .onnx, "
-                     ".tflite, savedmodel/ or .ncnn.param, run by its own runtime"),
         RUNS,
+        Var("MODEL", "two-stage (MTCNN faces + the classifier of `make train-classifier`; RUN= then names a "
+                     "classifier run), or an exported model (make export-model: .onnx, .tflite, savedmodel/ or "
+                     ".ncnn.param, run by its own runtime); unset: the run's Keras RetinaNet"),
         Var("IMAGE", "one image"),
         Var("DIR", "a folder of images"),
         Var("VIDEO", "a video file (every frame, an annotated copy)"),

@@ -6,7 +6,6 @@ The config is everything needed to repeat a run: `make train` with the same valu
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,13 +93,5 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, path: Path) -> "TrainConfig":
-        try:
-            values = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise MasksetError(f"{path}: cannot read the run's config ({error}). "
-                               f"Is this a run folder made by `make train`?") from None
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise MasksetError(f"{path}: unknown settings {sorted(unknown)}; remove them.")
-        return cls(**values)
+        from .runs import read_settings
+        return read_settings(cls, path, "make train")

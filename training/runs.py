@@ -19,6 +19,16 @@ STATE = "state.json"          # snapshots/state.json: last epoch saved, best epo
 INFERENCE = "inference.h5"
 CLASSES = "classes.csv"
 EVALUATION = "evaluation.json"
+# a classifier run (make train-classifier, training/classifier.py): the face-crop classifier of the
+# two-stage detector (training/twostage.py), its classes.csv and the box calibration it was learned with
+CLASSIFIER = "classifier.h5"
+CALIBRATION = "calibration.json"
+RETINANET, TWO_STAGE = "retinanet", "two-stage"   # what detector a run folder makes
+
+
+def detector(folder: Path) -> str:
+    """TWO_STAGE for a classifier run (its config.json says kind "classifier"), else RETINANET."""
+    return TWO_STAGE if read_json(Path(folder) / CONFIG).get("kind") == "classifier" else RETINANET
 
 
 def new_run(runs_dir: Path, backbone: str) -> Path:
@@ -65,11 +75,20 @@ def resolve_run(runs_dir: Path | str, run: str | None, need: str | None = None) 
     else:
         path = latest_run(runs_dir, need=need)  # skip a run still in its first epoch
         if path is None:
-            raise MasksetError(f"{runs_dir.resolve()}: no training runs yet. Run `make train` first "
-                               f"(or pass RUN=runs/<id> / RUNS=<folder>).")
+            what = "classifier runs yet. Run `make train-classifier`" if need == CLASSIFIER else \
+                "training runs yet. Run `make train`"
+            raise MasksetError(f"{runs_dir.resolve()}: no {what} first (or pass RUN=runs/<id> / RUNS=<folder>).")
     if need and not (path / need).exists():
-        raise MasksetError(f"{path}: has no {need}; the run did not finish an epoch. "
-                           f"Continue it with `make train RESUME={path}` or pick another RUN=.")
+        if need == INFERENCE and detector(path) == TWO_STAGE:
+            raise MasksetError(f"{path}: a classifier run of `make train-classifier`, not a RetinaNet run; "
+                               f"add MODEL=two-stage to use it (face detector + this classifier).")
+        if need == CLASSIFIER and detector(path) == RETINANET:
+            raise MasksetError(f"{path}: a RetinaNet run of `make train`; MODEL=two-stage needs a classifier "
+                               f"run of `make train-classifier` (leave RUN= unset for the latest), or drop "
+                               f"MODEL=two-stage to use this run.")
+        again = "Train it again with `make train-classifier`" if need == CLASSIFIER else \
+            f"Continue it with `make train RESUME={path}`"
+        raise MasksetError(f"{path}: has no {need}; the run did not finish an epoch. {again} or pick another RUN=.")
     return path.resolve()
 
 
@@ -113,6 +132,23 @@ def read_json(path: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def read_settings(cls, path: Path, made_by: str, check=None):
+    """A run's config.json as the settings dataclass `cls`: unreadable or unknown settings are an
+    error naming the file; check(values) may refuse a config of another kind."""
+    import dataclasses
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise MasksetError(f"{path}: cannot read the run's config ({error}). "
+                           f"Is this a run folder made by `{made_by}`?") from None
+    if check is not None:
+        check(values)
+    unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise MasksetError(f"{path}: unknown settings {sorted(unknown)}; remove them.")
+    return cls(**values)
 
 
 def _started(folder: Path) -> float:
@@ -160,12 +196,13 @@ def summary(folder: Path) -> dict:
         m_ap = last["val_mAP"]
     maps = [r["val_mAP"] for r in log if isinstance(r.get("val_mAP"), float)]
     plot = lambda name: str(folder / name) if (folder / name).exists() else None  # noqa: E731
-    return {"id": folder.name, "path": str(folder), "mAP": m_ap, "classes": classes,
+    return {"id": folder.name, "path": str(folder), "detector": detector(folder), "mAP": m_ap, "classes": classes,
             "epochs": len(log), "best_val_mAP": max(maps) if maps else None,
             "backbone": config.get("backbone"), "evaluated": bool(evaluation),
             "part": evaluation.get("part") or ("val" if evaluation else None),
             "coco": evaluation.get("coco"), "at": evaluation.get("at"), "best_f1": evaluation.get("best_f1"),
             "confusion": evaluation.get("confusion"), "evaluation_warnings": evaluation.get("warnings") or [],
+            "scored": ((evaluation.get("data") or {}).get("digest") or {}).get("sha256"),  # the images it scored
             "errors_page": plot("evaluation-errors.html"),
             "curves_png": plot(CURVES), "pr_curve_png": plot("pr_curve.png"),
             "log": log}
