@@ -24,7 +24,7 @@ QUERY = "people wearing face masks"
 # training. At the sample's own size (240x320) faces are 30-80 px, which RetinaNet's anchors
 # match well. At LR 1e-3 a from-scratch ResNet50's classification head collapsed (mAP 0).
 QUICK_TRAINING = dict(epochs=2, steps=6, batch=2, image_min_side=128, image_max_side=160, lr=1e-4)
-FULL_TRAINING = dict(epochs=8, steps=15, batch=2, image_min_side=240, image_max_side=320, lr=3e-4)
+FULL_TRAINING = dict(epochs=8, steps=15, batch=2, image_min_side=240, image_max_side=320, lr=3e-4, val_from=4)
 
 
 @dataclass
@@ -45,7 +45,7 @@ def sample(ctx: DemoContext) -> str:
     """Render the labelled sample a curator would already have, with two labelling slips."""
     from dataset.fixtures.scenes import make_sample
     source = ctx.work / "sample-src"
-    paths = make_sample(source, count=24 if ctx.quick else 60, size=(320, 240), seed=1, duplicates=3)
+    paths = make_sample(source, count=24 if ctx.quick else 110, size=(320, 240), seed=1, duplicates=3)
     _add_slips(source)
     ctx.notes["sample_src"] = source
     return f"{len(paths)} rendered images with VOC files in {source} (3 exact + 3 near duplicates, 2 slips)"

@@ -1,4 +1,4 @@
-"""kill -9 at every write point of import and dedupe, then the same command again: the dataset
+"""kill -9 at every write point of import, dedupe and restore, then the same command again: the dataset
 ends consistent, with nothing duplicated and nothing lost.
 
 Every place a stage changes the dataset calls dataset.faults.point(); a first run counts them
@@ -65,5 +65,32 @@ def test_dedupe_killed_at_every_write_point_then_rerun_and_restore(tmp_path):
         assert len(dataset.image_files()) == kept, (k, points[k - 1])
         back = maskset("restore", "--data", str(data), "--quiet")
         assert back.returncode == 0, (k, back.stdout, back.stderr)
+        assert {p.name: digest(p) for p in dataset.image_files()} == originals, (k, points[k - 1])
+        shutil.rmtree(data)
+
+
+@pytest.mark.slow
+def test_restore_killed_at_every_write_point_then_rerun(tmp_path):
+    src = tmp_path / "src"
+    make_sample(src, count=3, size=(160, 120), seed=5, duplicates=1)  # 1 exact + 1 near copy
+    base = tmp_path / "base"
+    assert maskset("import", "--data", str(base), "--src", str(src)).returncode == 0
+    originals = {p.name: digest(p) for p in Dataset.at(base).image_files()}
+    expected = files_by_digest(Dataset.at(base))
+    assert maskset("dedupe", "--data", str(base), "--quiet").returncode == 0
+    assert len(Dataset.at(base).image_files()) == len(originals) - 2  # two to bring back
+    count = tmp_path / "count"
+    shutil.copytree(base, count)
+    points = write_points(tmp_path, "restore", "--data", str(count), "--quiet")
+    assert any(p.split()[1] == "linked" for p in points) and any("manifest" in p for p in points), points
+    for k in range(1, len(points) + 1):
+        data = tmp_path / f"killed-{k}"
+        shutil.copytree(base, data)
+        killed = maskset("restore", "--data", str(data), "--quiet", MASKSET_KILL_AT=k)
+        assert killed.returncode == -9, (k, points[k - 1], killed.stderr)
+        again = maskset("restore", "--data", str(data), "--quiet")
+        assert again.returncode == 0, (k, points[k - 1], again.stdout, again.stderr)
+        dataset = Dataset.at(data)
+        assert_consistent(dataset, expected)
         assert {p.name: digest(p) for p in dataset.image_files()} == originals, (k, points[k - 1])
         shutil.rmtree(data)

@@ -25,8 +25,13 @@ LOSSES = ("loss", "regression_loss", "classification_loss")
 class EvaluateClasses(Evaluate):
     """keras-retinanet's Evaluate, also putting AP per class into the epoch's logs (AP_<class>)."""
 
+    first_epoch = 1   # earlier epochs are not scored (TrainConfig.val_from)
+    last_epoch = None
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
+        if epoch + 1 < self.first_epoch and epoch + 1 != self.last_epoch:
+            return
         result = evaluate_generator(self.generator, self.model, iou=self.iou_threshold,
                                     score=self.score_threshold, max_detections=self.max_detections)
         self.mean_ap = result["mAP"]
@@ -35,8 +40,10 @@ class EvaluateClasses(Evaluate):
             logs[f"AP_{name}"] = c["ap"]
 
 
-def evaluation(generator, prediction_model):
-    return RedirectModel(EvaluateClasses(generator, verbose=0), prediction_model)
+def evaluation(generator, prediction_model, first_epoch: int = 1, last_epoch: int | None = None):
+    scorer = EvaluateClasses(generator, verbose=0)
+    scorer.first_epoch, scorer.last_epoch = first_epoch, last_epoch
+    return RedirectModel(scorer, prediction_model)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -89,8 +96,9 @@ class Snapshots(keras.callbacks.Callback):
 class RunLog(keras.callbacks.Callback):
     """log.csv (one row per epoch), curves.png, and one readable line per epoch on stdout."""
 
-    def __init__(self, run_dir: Path, class_names: list[str], epochs: int, rows: list[dict]):
+    def __init__(self, run_dir: Path, class_names: list[str], epochs: int, rows: list[dict], scored: bool = False):
         super().__init__()
+        self.scored = scored  # a val part is scored (from some epoch on)
         self.run_dir = Path(run_dir)
         self.class_names = class_names
         self.epochs = epochs
@@ -110,7 +118,7 @@ class RunLog(keras.callbacks.Callback):
         atomic.write_text(self.run_dir / runs.LOG, out.getvalue())
         plot_curves(self.rows, self.class_names, self.run_dir / runs.CURVES)
         aps = ", ".join(f"{c} {logs[f'AP_{c}']:.3f}" for c in self.class_names if f"AP_{c}" in logs)
-        val = f"  val mAP {logs['mAP']:.4f} ({aps})" if "mAP" in logs else ""
+        val = f"  val mAP {logs['mAP']:.4f} ({aps})" if "mAP" in logs else "  val not scored yet" if self.scored else ""
         tqdm.write(f"epoch {epoch + 1}/{self.epochs}: loss {logs.get('loss', float('nan')):.4f} "
               f"(regression {logs.get('regression_loss', float('nan')):.4f}, classification "
               f"{logs.get('classification_loss', float('nan')):.4f}){val}  lr {logs.get('lr', 0):.2g}  "

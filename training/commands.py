@@ -13,7 +13,7 @@ from dataset.errors import MasksetError
 from .config import DEFAULT_EPOCHS, DEFAULT_LR
 
 SETTINGS = ("epochs", "steps", "batch", "backbone", "weights", "lr", "image_min_side", "image_max_side",
-            "freeze_backbone", "random_transform")
+            "freeze_backbone", "random_transform", "val_from")
 
 
 def train(dataset, args):
@@ -167,6 +167,8 @@ COMMANDS = [
         Var("FREEZE_BACKBONE", "1 (default) or 0", yes_no),
         Var("RANDOM_TRANSFORM", "1 (default) or 0: augment (flip, rotate, shear, colour)", yes_no),
         Var("TRAIN_SEED", "random seed (default: a random one, saved in config.json)", int),
+        Var("VAL_FROM", "the first epoch scored on val (default 1; the last epoch always is; the best "
+                        "snapshot is chosen among the scored ones)", int),
         Var("RESUME", "runs/<id>: continue that run from its last snapshot"),
         Var("CONFIG", "a run's config.json: train again with the same settings"),
         Var("DEVICES", "1 (default), N or all: data-parallel over N devices (MirroredStrategy; GPUs, or "

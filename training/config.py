@@ -49,6 +49,9 @@ class TrainConfig:
     random_transform: bool = True
     reduce_lr_patience: int = 2     # ReduceLROnPlateau on loss, as keras-retinanet's train.py
     reduce_lr_factor: float = 0.1
+    # the first epoch whose val mAP is computed (the last one always is): a from-scratch model's first
+    # epochs score about 0, and scoring them is slow (NMS over thousands of near-uniform boxes)
+    val_from: int = 1
     seed: int | None = None
     weights_file: str | None = None  # the file `weights` resolved to (filled in at start)
     device: str = ""                 # "gpu" or "cpu" (filled in at start)
@@ -75,7 +78,7 @@ class TrainConfig:
         return config
 
     def check(self) -> None:
-        for name in ("epochs", "image_min_side", "image_max_side"):
+        for name in ("epochs", "image_min_side", "image_max_side", "val_from"):
             if int(getattr(self, name)) < 1:
                 raise MasksetError(f"{name.upper()}={getattr(self, name)}: must be a positive integer.")
         if self.steps is not None and self.steps < 1:

@@ -189,10 +189,11 @@ def train(config: TrainConfig, runs_dir: Path | str = "runs", resume: Path | Non
     initial_epoch = state.get("last_epoch", 0)
     callbacks = [cb.EpochTimer()]  # first: times the training steps only
     if val_gen is not None:
-        callbacks.append(cb.evaluation(val_gen, devices.for_evaluation(prediction_model, placement)))
+        callbacks.append(cb.evaluation(val_gen, devices.for_evaluation(prediction_model, placement),
+                                       first_epoch=config.val_from, last_epoch=config.epochs))
     callbacks += [
         cb.Snapshots(run_dir, state, has_val=val_gen is not None),
-        cb.RunLog(run_dir, class_names, config.epochs, rows),
+        cb.RunLog(run_dir, class_names, config.epochs, rows, scored=val_gen is not None),
         keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=config.reduce_lr_factor,
                                           patience=config.reduce_lr_patience, min_delta=1e-4, verbose=1),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / runs.TENSORBOARD), write_graph=False,
