@@ -39,7 +39,7 @@ CPU: list[float] = []  # CPU seconds (user + system) of the last timed command
 def timed(command: list[str], settle: bool = True, **env) -> float:
     """Wall seconds of a command run as a process (its CPU seconds go to CPU)."""
     if settle:
-        subprocess.run(["sync"], check=True)
+        os.sync()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env})

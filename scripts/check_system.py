@@ -51,6 +51,7 @@ APT_PACKAGES = [need.package for need in NEEDS]
 KNOWN_PROGRAMS = {command for need in PROGRAMS for command in need.provides} | {
     "make",  # the tests run stages as a user does; .ci/run installs make
     "bash",  # the Makefile's SHELL and scripts/setup.sh (Debian's essential bash package)
+    "cp", "sync",  # coreutils (Debian-essential): bench_import's baseline is a plain `cp -r` + `sync`
 }
 
 INSTALLERS = {"apt-get", "sudo"}  # what this script itself runs to install the list

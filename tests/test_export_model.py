@@ -178,7 +178,10 @@ def test_tflite_whole_graph_nms_is_wrong_and_the_check_says_so(deploy_run, tmp_p
     # maskset exits 1 (make reports it as "Error 1", and exits 2 itself, as for any failed target)
     assert "export-model] Error 1" in result.stderr, result.stdout[-2000:] + result.stderr[-2000:]
     assert "the export DISAGREES with the Keras model" in result.stdout
-    assert "300 from the export" in result.stdout and "has no match in Keras'" in result.stdout
+    # what goes wrong depends on the run's boxes: the NMS pads to 300, or (seen on a fresh machine) its loop fails
+    # to invoke ("GATHER failed to invoke"); either way every image disagrees and the check says how
+    padded = "300 from the export" in result.stdout and "has no match in Keras'" in result.stdout
+    assert padded or "the export could not run on this image" in result.stdout, result.stdout[-3000:]
     assert "do not deploy it" in result.stdout
     v = json.loads((tmp_path / "model.tflite.json").read_text())["verify"]
     assert not v["ok"] and len(v["disagreements"]) == 3
