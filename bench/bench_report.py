@@ -22,7 +22,7 @@ from PIL import Image  # noqa: E402
 
 from dataset import voc  # noqa: E402
 from dataset.layout import Dataset  # noqa: E402
-from dataset.report import write_report  # noqa: E402
+from dataset.report_page import write_report  # noqa: E402
 from dataset.fixtures.scenes import jpeg_bytes  # noqa: E402
 
 BUDGET_S = 60.0

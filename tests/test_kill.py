@@ -19,6 +19,30 @@ from dataset.layout import Dataset
 from helpers import assert_consistent, digest, files_by_digest, maskset, write_points
 
 
+def _kill_at_every_point(tmp_path, points, command, prepare, check):
+    """For each write point k: prepare a fresh DATA, run command(DATA) killed at k, run it again
+    whole, then check(dataset, k) and remove DATA."""
+    for k in range(1, len(points) + 1):
+        data = tmp_path / f"killed-{k}"
+        prepare(data)
+        killed = maskset(*command(data), MASKSET_KILL_AT=k)
+        assert killed.returncode == -9, (k, points[k - 1], killed.stderr)
+        again = maskset(*command(data))
+        assert again.returncode == 0, (k, points[k - 1], again.stdout, again.stderr)
+        check(Dataset.at(data), (k, points[k - 1]))
+        shutil.rmtree(data)
+
+
+def _sample_with_copies(tmp_path):
+    """A dataset of 3 scenes + 1 exact and 1 near copy: (its folder, {name: digest}, files by digest)."""
+    src = tmp_path / "src"
+    make_sample(src, count=3, size=(160, 120), seed=5, duplicates=1)
+    base = tmp_path / "base"
+    assert maskset("import", "--data", str(base), "--src", str(src)).returncode == 0
+    originals = {p.name: digest(p) for p in Dataset.at(base).image_files()}
+    return base, originals, files_by_digest(Dataset.at(base))
+
+
 @pytest.mark.slow
 def test_import_killed_at_every_write_point_then_rerun(tmp_path):
     src = tmp_path / "src"
@@ -27,70 +51,49 @@ def test_import_killed_at_every_write_point_then_rerun(tmp_path):
     expected = Counter(digest(p) for p in src.glob("*.jpg"))
     points = write_points(tmp_path, "import", "--data", str(tmp_path / "count"), "--src", str(src))
     assert len(points) >= 10 and any("manifest" in p for p in points)
-    for k in range(1, len(points) + 1):
-        data = tmp_path / f"killed-{k}"
-        killed = maskset("import", "--data", str(data), "--src", str(src), MASKSET_KILL_AT=k)
-        assert killed.returncode == -9, (k, points[k - 1], killed.stderr)
-        again = maskset("import", "--data", str(data), "--src", str(src))
-        assert again.returncode == 0, (k, points[k - 1], again.stderr)
-        dataset = Dataset.at(data)
+
+    def check(dataset, where):
         assert_consistent(dataset, expected)
-        assert len(dataset.annotation_files()) == 4 and sorted(dataset.classes()) == ["mask", "no_mask"], k
-        shutil.rmtree(data)
+        assert len(dataset.annotation_files()) == 4 and sorted(dataset.classes()) == ["mask", "no_mask"], where
+
+    _kill_at_every_point(tmp_path, points, lambda data: ("import", "--data", str(data), "--src", str(src)),
+                         prepare=lambda data: None, check=check)
 
 
 @pytest.mark.slow
 def test_dedupe_killed_at_every_write_point_then_rerun_and_restore(tmp_path):
-    src = tmp_path / "src"
-    make_sample(src, count=3, size=(160, 120), seed=5, duplicates=1)  # 1 exact + 1 near copy
-    base = tmp_path / "base"
-    assert maskset("import", "--data", str(base), "--src", str(src)).returncode == 0
-    originals = {p.name: digest(p) for p in Dataset.at(base).image_files()}
-    expected = files_by_digest(Dataset.at(base))
+    base, originals, expected = _sample_with_copies(tmp_path)
     count = tmp_path / "count"
     shutil.copytree(base, count)
     points = write_points(tmp_path, "dedupe", "--data", str(count), "--quiet")
     assert any(p.split()[1] == "linked" for p in points)
     kept = len(Dataset.at(count).image_files())
     assert kept == len(originals) - 2
-    for k in range(1, len(points) + 1):
-        data = tmp_path / f"killed-{k}"
-        shutil.copytree(base, data)
-        killed = maskset("dedupe", "--data", str(data), "--quiet", MASKSET_KILL_AT=k)
-        assert killed.returncode == -9, (k, points[k - 1], killed.stderr)
-        again = maskset("dedupe", "--data", str(data), "--quiet")
-        assert again.returncode == 0, (k, points[k - 1], again.stderr)
-        dataset = Dataset.at(data)
+
+    def check(dataset, where):
         assert_consistent(dataset, expected)
-        assert len(dataset.image_files()) == kept, (k, points[k - 1])
-        back = maskset("restore", "--data", str(data), "--quiet")
-        assert back.returncode == 0, (k, back.stdout, back.stderr)
-        assert {p.name: digest(p) for p in dataset.image_files()} == originals, (k, points[k - 1])
-        shutil.rmtree(data)
+        assert len(dataset.image_files()) == kept, where
+        back = maskset("restore", "--data", str(dataset.root), "--quiet")
+        assert back.returncode == 0, (where, back.stdout, back.stderr)
+        assert {p.name: digest(p) for p in dataset.image_files()} == originals, where
+
+    _kill_at_every_point(tmp_path, points, lambda data: ("dedupe", "--data", str(data), "--quiet"),
+                         prepare=lambda data: shutil.copytree(base, data), check=check)
 
 
 @pytest.mark.slow
 def test_restore_killed_at_every_write_point_then_rerun(tmp_path):
-    src = tmp_path / "src"
-    make_sample(src, count=3, size=(160, 120), seed=5, duplicates=1)  # 1 exact + 1 near copy
-    base = tmp_path / "base"
-    assert maskset("import", "--data", str(base), "--src", str(src)).returncode == 0
-    originals = {p.name: digest(p) for p in Dataset.at(base).image_files()}
-    expected = files_by_digest(Dataset.at(base))
+    base, originals, expected = _sample_with_copies(tmp_path)
     assert maskset("dedupe", "--data", str(base), "--quiet").returncode == 0
     assert len(Dataset.at(base).image_files()) == len(originals) - 2  # two to bring back
     count = tmp_path / "count"
     shutil.copytree(base, count)
     points = write_points(tmp_path, "restore", "--data", str(count), "--quiet")
     assert any(p.split()[1] == "linked" for p in points) and any("manifest" in p for p in points), points
-    for k in range(1, len(points) + 1):
-        data = tmp_path / f"killed-{k}"
-        shutil.copytree(base, data)
-        killed = maskset("restore", "--data", str(data), "--quiet", MASKSET_KILL_AT=k)
-        assert killed.returncode == -9, (k, points[k - 1], killed.stderr)
-        again = maskset("restore", "--data", str(data), "--quiet")
-        assert again.returncode == 0, (k, points[k - 1], again.stdout, again.stderr)
-        dataset = Dataset.at(data)
+
+    def check(dataset, where):
         assert_consistent(dataset, expected)
-        assert {p.name: digest(p) for p in dataset.image_files()} == originals, (k, points[k - 1])
-        shutil.rmtree(data)
+        assert {p.name: digest(p) for p in dataset.image_files()} == originals, where
+
+    _kill_at_every_point(tmp_path, points, lambda data: ("restore", "--data", str(data), "--quiet"),
+                         prepare=lambda data: shutil.copytree(base, data), check=check)
