@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -39,8 +40,9 @@ SEED_VOC = Path(os.environ.get("MASKSET_SHARED", REPO.parent / "shared")) / "dat
 def seed_dataset(root: Path) -> Dataset:
     dataset = Dataset.at(root)
     root.mkdir(parents=True)
-    (root / "images").symlink_to(SEED_VOC / "images")
-    (root / "annotations").symlink_to(SEED_VOC / "annotations")
+    # copies, not links: maskset refuses a dataset folder that is a link (it never writes through one)
+    shutil.copytree(SEED_VOC / "images", root / "images")
+    shutil.copytree(SEED_VOC / "annotations", root / "annotations")
     dataset.write_classes(["mask", "noMask"])
     return dataset
 

@@ -18,6 +18,7 @@ import json
 import os
 import random
 import sys
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -53,13 +54,18 @@ def make_dataset(work: Path, seed_voc: Path, calibration_images, held_out) -> Da
     src = work / "src"
     (src / "images").mkdir(parents=True)
     (src / "annotations").mkdir()
+    # copies, not links: import never follows a link out of SRC (a hostile-input rule), so linked
+    # files would be skipped and the bench would measure an empty dataset
     for image in calibration_images:
-        (src / "images" / image.name).symlink_to(image)
-        (src / "annotations" / (image.stem + ".xml")).symlink_to(seed_voc / "annotations" / (image.stem + ".xml"))
+        shutil.copyfile(image, src / "images" / image.name)
+        shutil.copyfile(seed_voc / "annotations" / (image.stem + ".xml"), src / "annotations" / (image.stem + ".xml"))
     for image in held_out:
-        (src / "images" / image.name).symlink_to(image)
+        shutil.copyfile(image, src / "images" / image.name)
     dataset = Dataset.at(work / "data")
     import_folder(dataset, src, progress=False)
+    landed = len(dataset.image_files())
+    if landed != len(calibration_images) + len(held_out):
+        raise SystemExit(f"bench_prelabel: {landed} images imported of {len(calibration_images) + len(held_out)}")
     return dataset
 
 
