@@ -1,8 +1,7 @@
 """Reading images: the one owner of decoding, its checks and its pixel limit.
 
-Every stage opens images through here: import (`check_bytes`: size, format, EXIF orientation,
-the header and the end of the coded data), validate (`inspect`: the same with every pixel
-decoded), hashing (`decode_gray`: the cheapest decode that keeps the
+Every stage opens images through here: import and validate (`inspect`: size, format, EXIF
+orientation, every coded byte decoded; import decodes each image once, validate reuses that), hashing (`decode_gray`: the cheapest decode that keeps the
 picture's low frequencies), pages (`thumbnail`: a reduced-size decode with boxes drawn), and
 scraping (`open_bytes`, with the scrape's own stricter pixel cap).
 """
@@ -84,39 +83,17 @@ def orientation(image: Image.Image) -> int:
         return 1  # unreadable EXIF: the stored pixels are what every tool shows
 
 
-def inspect(path: Path | str, decode: bool = True) -> ImageInfo:
-    """Size, format and EXIF orientation. With decode=True the pixels are decoded too (JPEGs at
-    1/8 scale via draft(), which still reads every byte), so truncated files are caught."""
-    with open_image(path) as image:
+def inspect(source: Path | str | bytes, decode: bool = True) -> ImageInfo:
+    """Size, format and EXIF orientation of a file or its bytes. With decode=True the pixels are
+    decoded too (JPEGs at 1/8 scale via draft(), which still reads every byte), so truncated files
+    are caught."""
+    with open_image(source) as image:
         info = ImageInfo(image.width, image.height, image.format or "", orientation(image))
         if decode:
             if image.format == "JPEG":
                 image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
             load(image)
         return info
-
-
-# The last bytes of a whole file, per format; a truncated download lacks them. Files that end
-# otherwise (data appended after the image, other formats) are decoded to decide.
-_ENDS = {"JPEG": (b"\xff\xd9",), "PNG": (b"IEND\xaeB`\x82",), "GIF": (b";",)}
-
-
-def check_bytes(data: bytes, decode: bool = False) -> ImageInfo:
-    """Size, format and EXIF orientation of an encoded image. The header parses, the pixel count
-    is under the limit, and the coded data ends as a whole file of its format ends (a truncated
-    JPEG lacks its end marker, a truncated PNG its IEND chunk). A file that does not end so, or
-    any file with decode=True, is decoded too (at 1/8 scale for a JPEG, which still reads every
-    coded byte), so what comes through can be recorded as decoded once in its life.
-
-    NotAnImage says why a file is refused."""
-    with open_image(data) as image:
-        info = ImageInfo(image.width, image.height, image.format or "", orientation(image))
-        ends = _ENDS.get(info.format)
-        if decode or ends is None or not data.rstrip(b"\0").endswith(ends):
-            if image.format == "JPEG":
-                image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
-            load(image)
-    return info
 
 
 def decode_gray(data: bytes, name: str, min_side: int) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 A source (a labelImg/VOC folder here; COCO, YOLO and keras-retinanet CSV in dataset/formats/)
 is read into SourceItems. Everything is checked before anything is copied: every image read once
-(its header, size and the end of its coded data: images.check_bytes), every class known (or
+(its header, size and every coded byte: images.inspect), every class known (or
 mapped with CLASSES=, or left out with DROP=), every annotation read from another format made
 for the image's real size. Then the plan is written to a
 journal, images are copied and VOC files written, the folder is synced once, and the manifest
@@ -282,7 +282,7 @@ def _check_image(path: Path) -> tuple[str, images.ImageInfo | None, str]:
         return "", None, f"cannot read: {error.strerror or error}"
     sha = hashlib.sha256(data).hexdigest()
     try:
-        info = images.check_bytes(data, decode=True)  # once in its life: validate reuses it
+        info = images.inspect(data)  # decoded once in its life: validate reuses it
         info.file = (len(data), stat.st_mtime_ns)
     except images.NotAnImage as why:
         return sha, None, f"not a readable image: {why}"
