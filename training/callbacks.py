@@ -23,10 +23,12 @@ LOSSES = ("loss", "regression_loss", "classification_loss")
 
 
 class EvaluateClasses(Evaluate):
-    """keras-retinanet's Evaluate, also putting AP per class into the epoch's logs (AP_<class>)."""
+    """keras-retinanet's Evaluate, also putting AP per class into the epoch's logs (AP_<class>).
+    Epochs before first_epoch are not scored (TrainConfig.val_from), except last_epoch."""
 
-    first_epoch = 1   # earlier epochs are not scored (TrainConfig.val_from)
-    last_epoch = None
+    def __init__(self, generator, first_epoch: int = 1, last_epoch: int | None = None, **kwargs):
+        super().__init__(generator, **kwargs)
+        self.first_epoch, self.last_epoch = first_epoch, last_epoch
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -41,9 +43,7 @@ class EvaluateClasses(Evaluate):
 
 
 def evaluation(generator, prediction_model, first_epoch: int = 1, last_epoch: int | None = None):
-    scorer = EvaluateClasses(generator, verbose=0)
-    scorer.first_epoch, scorer.last_epoch = first_epoch, last_epoch
-    return RedirectModel(scorer, prediction_model)
+    return RedirectModel(EvaluateClasses(generator, first_epoch, last_epoch, verbose=0), prediction_model)
 
 
 class EpochTimer(keras.callbacks.Callback):
