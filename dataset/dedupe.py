@@ -390,6 +390,7 @@ def summary_dict(the_plan: Plan, dry_run: bool, seconds: float, moved: int) -> d
         "flip": the_plan.flip,
         "verification": verify.VERSION,
         "candidates": the_plan.found.candidates if the_plan.found else 0,
+        "loner_candidates": the_plan.found.second_pass if the_plan.found else 0,
         "verified": the_plan.found.verified if the_plan.found else 0,
         "verdicts_remembered": the_plan.found.remembered if the_plan.found else 0,
         "groups": len(the_plan.groups),

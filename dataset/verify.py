@@ -208,6 +208,7 @@ class Found:
     pairs: list[tuple]                  # (key a, key b, pHash distance), a < b, sorted
     kinds: dict[tuple, str] = field(default_factory=dict)   # (a, b) -> direct | mirror | view
     candidates: int = 0
+    second_pass: int = 0                # of the candidates: those for images the first pass left alone
     verified: int = 0                   # verifications run
     remembered: int = 0                 # verdicts taken from the cache
     rejected: int = 0
@@ -252,21 +253,16 @@ def _run_task(task) -> tuple[list[int], list[tuple[int, bool]], int]:
     return accepted, verdicts, ran
 
 
-def find_pairs(fingerprints: dict, paths: dict | None = None, digests: dict | None = None,
-               threshold: int = neighbours.DEFAULT_THRESHOLD,
-               dhash_threshold: int = neighbours.DEFAULT_DHASH_THRESHOLD, flip: bool = False,
-               verdicts: Verdicts | None = None, progress: bool = False) -> Found:
-    """The near-duplicate pairs among `fingerprints` (key -> hashing.Fingerprint with views):
-    DIRECT candidates as they are, VIEW and (flip) MIRROR candidates verified against the image
-    files in `paths` (key -> path). Without paths, only DIRECT pairs (the pHash/dHash finder of
-    old). digests (key -> sha256) key the remembered verdicts."""
+def _settle(candidates: neighbours.Candidates, keys: list, paths: dict | None, digests: dict | None,
+            verdicts: "Verdicts | None", progress: bool, found: Found) -> list[tuple]:
+    """The accepted candidates, as (image index a, image index b, kind, distance): DIRECT as they
+    are, the rest only when verified (in the worker pool, one component of the candidate graph
+    per task, closest first). Counts its work into `found`."""
     from .hashcache import run_tasks  # the worker pool
 
-    keys = sorted(fingerprints)
-    candidates = neighbours.candidate_pairs([fingerprints[k] for k in keys], threshold, dhash_threshold, flip)
     i, j, kind, distance = (c.tolist() for c in candidates)
     verifiable = paths is not None
-    found = Found([], candidates=len(i))
+    found.candidates += len(i)
     # Components of the candidate graph: each is verified on its own (in order), in one task.
     parent: dict[int, int] = {}
     for a, b, k in zip(i, j, kind):
@@ -309,11 +305,40 @@ def find_pairs(fingerprints: dict, paths: dict | None = None, digests: dict | No
         if verdicts is not None and digests is not None:
             for r, same in new:
                 verdicts.put(digests[keys[i[r]]], digests[keys[j[r]]], kind[r], same)
+    return [(i[r], j[r], kind[r], distance[r]) for r in accepted]
+
+
+def find_pairs(fingerprints: dict, paths: dict | None = None, digests: dict | None = None,
+               threshold: int = neighbours.DEFAULT_THRESHOLD,
+               dhash_threshold: int = neighbours.DEFAULT_DHASH_THRESHOLD, flip: bool = False,
+               verdicts: Verdicts | None = None, progress: bool = False) -> Found:
+    """The near-duplicate pairs among `fingerprints` (key -> hashing.Fingerprint with views):
+    DIRECT candidates as they are, VIEW and (flip) MIRROR candidates verified against the image
+    files in `paths` (key -> path). Then a second pass for the images still alone: their windows
+    against every image's windows (neighbours.loner_candidates; crops of another aspect),
+    verified too. Without paths, only DIRECT pairs (the pHash/dHash finder of old). digests
+    (key -> sha256) key the remembered verdicts."""
+    keys = sorted(fingerprints)
+    listed = [fingerprints[k] for k in keys]
+    found = Found([])
+    accepted = _settle(neighbours.candidate_pairs(listed, threshold, dhash_threshold, flip),
+                       keys, paths, digests, verdicts, progress, found)
+    if paths is not None and len(keys) > 1:
+        parent: dict[int, int] = {}
+        for a, b, _, _ in accepted:
+            ra, rb = _root(parent, a), _root(parent, b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+        loners = [k for k in range(len(keys)) if k not in parent]
+        group_of = [_root(parent, k) if k in parent else k for k in range(len(keys))]
+        second = neighbours.loner_candidates(listed, loners, group_of)
+        found.second_pass = len(second)
+        accepted += _settle(second, keys, paths, digests, verdicts, progress, found)
     best: dict[tuple, tuple[int, int]] = {}
-    for r in accepted:
-        pair = (keys[i[r]], keys[j[r]])
-        if pair not in best or (kind[r], distance[r]) < best[pair]:
-            best[pair] = (kind[r], distance[r])
+    for a, b, kind, distance in accepted:
+        pair = (keys[a], keys[b])
+        if pair not in best or (kind, distance) < best[pair]:
+            best[pair] = (kind, distance)
     found.pairs = sorted((a, b, d) for (a, b), (_, d) in best.items())
     found.kinds = {pair: neighbours.KINDS[k] for pair, (k, _) in best.items()}
     return found

@@ -170,6 +170,31 @@ def test_verify_accepts_a_crop_and_refuses_another_picture(copies_folder):
     assert not verify.verify(original, verify.features_file(folder / "o100.jpg")).ok
 
 
+def test_a_crop_of_another_aspect_is_found_by_the_second_pass(seed_voc, tmp_path):
+    """A crop that cuts one axis much more than the other matches no window against a whole
+    frame (the first pass proposes nothing), but one of its windows matches one of the
+    original's: the pass over the images left alone proposes it, and verification accepts it.
+    Another photo in the folder joins nothing."""
+    with Image.open(seed_voc / "images" / "5.jpg") as image:
+        original = image.convert("RGB")
+    files = {"o5.jpg": _jpeg(original, 90),
+             "wide.jpg": _jpeg(_crop(original, 0.18, 0.02, 0.02, 0.03), 85),
+             "tall.jpg": _jpeg(_crop(original, 0.02, 0.18, 0.03, 0.02), 85),
+             "other.jpg": (seed_voc / "images" / "322.jpg").read_bytes()}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    paths = {name: tmp_path / name for name in files}
+    fingerprints = {name: hashing.fingerprint_bytes(data) for name, data in files.items()}
+    keys = sorted(fingerprints)                                  # o5, other, tall, wide
+    first = neighbours.candidate_pairs([fingerprints[k] for k in keys])
+    assert not {(keys[a], keys[b]) for a, b in zip(first.i.tolist(), first.j.tolist())} & \
+        {("o5.jpg", "tall.jpg"), ("o5.jpg", "wide.jpg")}         # the windows against frames miss both
+    found = verify.find_pairs(fingerprints, paths)
+    assert found.second_pass > 0
+    assert neighbours.groups(keys, [(a, b) for a, b, _ in found.pairs]) == \
+        [["o5.jpg", "tall.jpg", "wide.jpg"], ["other.jpg"]]
+
+
 def test_make_leakcheck_finds_crops_and_mirror_images_by_default(copies_folder, tmp_path):
     folder, truth = copies_folder
     dataset = Dataset.at(tmp_path / "data").ensure()
