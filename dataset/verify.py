@@ -16,7 +16,9 @@ same moment": the seed data's studio series 320/322 has 32 inliers and an aligne
 within today's thresholds) are accepted as they are; VIEW candidates, and MIRROR candidates with
 flip on, only when verified. Candidates are verified closest first, one connected component of
 the candidate graph per task in the worker pool (dataset/hashcache.py), and a pair whose images
-are joined already (union-find) is not verified: it could not change a group. Verdicts are
+are joined already (union-find) is not verified: it could not change a group. The images still
+alone then get a second pass (neighbours.loner_candidates: windows against windows), verified
+the same way. Verdicts are
 remembered by the two files' sha256 and VERSION (`Verdicts`, .cache/verdicts-v1.tsv), so a
 second run verifies only new pairs.
 """
