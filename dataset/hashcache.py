@@ -24,9 +24,10 @@ from .errors import MasksetError
 from .hashing import VIEW_ROWS, Fingerprint, hash_file
 
 BATCH = 2048         # files handed to the worker pool at a time
-# v3: the windows, the mirrored frame and the keeper's facts added (the whole frame's hashes are
-# v2's, bit for bit); one numpy archive, not a TSV: 700 bytes of views per image
-CACHE_NAME = "hashes-v4.npz"  # v4: lossless files hashed at the reduced scale
+# v3: the windows, the mirrored frame and the keeper's facts added (a JPEG's whole-frame hashes
+# are v2's, bit for bit); one numpy archive, not a TSV: 700 bytes of views per image. v4: a
+# lossless file is hashed at the scale a JPEG of its size is decoded at (hashing._as_reduced_decode)
+CACHE_NAME = "hashes-v4.npz"
 OLD_CACHES = ("phash-v*.tsv", "hashes-v*.npz")
 
 def _workers() -> int:

@@ -106,7 +106,8 @@ def decode_gray(data: bytes, name: str = "image", min_short: int = MIN_DECODED_S
 def thumbnail(data: bytes, name: str = "image") -> np.ndarray:
     """pHash's 32x32 grayscale thumbnail (float32): a uniform frame trimmed, the rest
     area-averaged."""
-    gray = decode_gray(data, name)[0].astype(np.float32)
+    gray, lossless = decode_gray(data, name)
+    gray = (_as_reduced_decode(gray) if lossless else gray).astype(np.float32)
     top, bottom, left, right = content_box(gray)
     return cv2.resize(gray[top:bottom, left:right], (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA)
 

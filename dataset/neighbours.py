@@ -236,18 +236,22 @@ def candidate_pairs(fingerprints, threshold: int = DEFAULT_THRESHOLD,
 LONER_PARTNERS = 3  # per image left alone: the closest groups whose windows match its windows
 
 
-def loner_candidates(fingerprints, loners, group_of, threshold: int = VIEW_THRESHOLD,
+def loner_candidates(fingerprints, loners, group_of, judged=None, threshold: int = VIEW_THRESHOLD,
                      dhash_threshold: int = VIEW_DHASH_THRESHOLD, partners: int = LONER_PARTNERS,
                      chunks: int | None = None) -> Candidates:
     """VIEW candidates for the images the first pass left alone: any window (or the whole frame)
     of a loner against any window (or whole frame) of every image, within (threshold,
     dhash_threshold) on the same pair of windows; per loner, the closest image of each of its
-    `partners` closest groups (group_of: image index -> group id, after the first pass).
+    `partners` closest groups (group_of: image index -> group id, after the first pass), leaving
+    out the pairs (i, j), i < j, in `judged` (arrays i, j: the first pass's candidates).
 
     A crop with its own aspect (each side cut 0-20 %) matches no whole frame, but a window of
     it matches a window of its original: on the tune half 83 % of the copies the first pass
     missed have their original's group closest, 92 % among the closest three. Only loners
-    probe (a copy already grouped is found), so the verifications stay a few per loner."""
+    probe (a copy already grouped is found), so the verifications stay at most `partners` per
+    loner. Where pictures share a layout (an object at the same place on a plain backdrop), a
+    window holding the backdrop and the object's outline matches another picture's at a few
+    bits: such look-alikes take partner slots, and verification turns them down."""
     loners = np.asarray(sorted(loners), np.int64)
     n = len(fingerprints)
     empty = Candidates(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int8), np.empty(0, np.int64))
@@ -262,11 +266,14 @@ def loner_candidates(fingerprints, loners, group_of, threshold: int = VIEW_THRES
     e_img, e_row = np.divmod(e, rows)
     dd = popcount64(D[q_img, q_row, 0] ^ D[e_img, e_row, 0]) + popcount64(D[q_img, q_row, 1] ^ D[e_img, e_row, 1])
     keep = (dd <= dhash_threshold) & (q_img != e_img)
+    if judged is not None and len(judged[0]):
+        keep &= ~np.isin(np.minimum(q_img, e_img) * n + np.maximum(q_img, e_img),
+                         np.asarray(judged[0], np.int64) * n + np.asarray(judged[1], np.int64))
     q_img, e_img, distance, dd = q_img[keep], e_img[keep], distance[keep], dd[keep]
     if not len(q_img):
         return empty
     score = 4 * distance + dd                       # pHash bits, dHash as the tie-breaker (tune half)
-    group = np.asarray([group_of[k] for k in e_img.tolist()], np.int64)
+    group = np.asarray(group_of, np.int64)[e_img]
     order = np.lexsort((e_img, score, group, q_img))  # per (loner, group): the closest first
     q_img, e_img, distance, score, group = (a[order] for a in (q_img, e_img, distance, score, group))
     first = np.r_[True, (q_img[1:] != q_img[:-1]) | (group[1:] != group[:-1])]

@@ -323,8 +323,8 @@ def find_pairs(fingerprints: dict, paths: dict | None = None, digests: dict | No
     keys = sorted(fingerprints)
     listed = [fingerprints[k] for k in keys]
     found = Found([])
-    accepted = _settle(neighbours.candidate_pairs(listed, threshold, dhash_threshold, flip),
-                       keys, paths, digests, verdicts, progress, found)
+    first_pass = neighbours.candidate_pairs(listed, threshold, dhash_threshold, flip)
+    accepted = _settle(first_pass, keys, paths, digests, verdicts, progress, found)
     if paths is not None and len(keys) > 1:
         parent: dict[int, int] = {}
         for a, b, _, _ in accepted:
@@ -333,7 +333,8 @@ def find_pairs(fingerprints: dict, paths: dict | None = None, digests: dict | No
                 parent[max(ra, rb)] = min(ra, rb)
         loners = [k for k in range(len(keys)) if k not in parent]
         group_of = [_root(parent, k) if k in parent else k for k in range(len(keys))]
-        second = neighbours.loner_candidates(listed, loners, group_of)
+        # a pair the first pass proposed was judged there (or joined: then it has no loner)
+        second = neighbours.loner_candidates(listed, loners, group_of, judged=(first_pass.i, first_pass.j))
         found.second_pass = len(second)
         accepted += _settle(second, keys, paths, digests, verdicts, progress, found)
     best: dict[tuple, tuple[int, int]] = {}

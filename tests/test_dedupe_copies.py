@@ -156,6 +156,8 @@ def test_a_studio_series_stays_apart(seed_voc, tmp_path):
     found = verify.find_pairs({p.name: fp for p, (fp, _) in records.items()},
                               {p.name: p for p in records}, flip=True)
     assert found.pairs == []
+    # judged once: both stay alone, and the second pass does not propose the pair again
+    assert (found.verified, found.rejected, found.second_pass) == (1, 1, 0)
 
 
 def test_verify_accepts_a_crop_and_refuses_another_picture(copies_folder):
