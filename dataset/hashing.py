@@ -283,8 +283,9 @@ def fingerprint_of_gray(gray: np.ndarray, lossless: bool = False) -> Fingerprint
     """The fingerprint of a decoded picture (the cheapest decode: see decode_gray). lossless:
     the file is not a JPEG, and `gray` is its full-resolution Pillow decode: look for a JPEG
     ghost (the keeper's "a re-save of a JPEG")."""
-    ghost = jpeg_ghost(gray) if lossless else 0
-    if lossless:
+    ghost = 0
+    if lossless:  # the ghost needs the old JPEG's 8x8 grid: before the reduction
+        ghost = jpeg_ghost(gray)
         gray = _as_reduced_decode(gray)
     gray32 = gray.astype(np.float32)
     top, bottom, left, right = content_box(gray32)

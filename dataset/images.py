@@ -1,8 +1,8 @@
 """Reading images: the one owner of decoding, its checks and its pixel limit.
 
 Every stage opens images through here: import and validate (`inspect`: size, format, EXIF
-orientation, every coded byte decoded; import decodes each image once, validate reuses that), hashing (`decode_gray`: the cheapest decode that keeps the
-picture's low frequencies), pages (`thumbnail`: a reduced-size decode with boxes drawn), and
+orientation, every coded byte decoded; import decodes each image once, validate reuses that),
+hashing (`decode_gray`: the cheapest decode that keeps the picture's low frequencies), pages (`thumbnail`: a reduced-size decode with boxes drawn), and
 scraping (`open_bytes`, with the scrape's own stricter pixel cap).
 """
 from __future__ import annotations

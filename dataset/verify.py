@@ -256,7 +256,7 @@ def _run_task(task) -> tuple[list[int], list[tuple[int, bool]], int]:
 
 
 def _settle(candidates: neighbours.Candidates, keys: list, paths: dict | None, digests: dict | None,
-            verdicts: "Verdicts | None", progress: bool, found: Found) -> list[tuple]:
+            verdicts: Verdicts | None, progress: bool, found: Found) -> list[tuple]:
     """The accepted candidates, as (image index a, image index b, kind, distance): DIRECT as they
     are, the rest only when verified (in the worker pool, one component of the candidate graph
     per task, closest first). Counts its work into `found`."""
@@ -326,13 +326,11 @@ def find_pairs(fingerprints: dict, paths: dict | None = None, digests: dict | No
     first_pass = neighbours.candidate_pairs(listed, threshold, dhash_threshold, flip)
     accepted = _settle(first_pass, keys, paths, digests, verdicts, progress, found)
     if paths is not None and len(keys) > 1:
-        parent: dict[int, int] = {}
-        for a, b, _, _ in accepted:
-            ra, rb = _root(parent, a), _root(parent, b)
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-        loners = [k for k in range(len(keys)) if k not in parent]
-        group_of = [_root(parent, k) if k in parent else k for k in range(len(keys))]
+        joined = neighbours.groups(range(len(keys)), [(a, b) for a, b, _, _ in accepted])
+        group_of = np.empty(len(keys), np.int64)
+        for number, members in enumerate(joined):
+            group_of[members] = number
+        loners = [members[0] for members in joined if len(members) == 1]
         # a pair the first pass proposed was judged there (or joined: then it has no loner)
         second = neighbours.loner_candidates(listed, loners, group_of, judged=(first_pass.i, first_pass.j))
         found.second_pass = len(second)
