@@ -20,7 +20,12 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import DatasetLocked, MasksetError
+# Before numpy loads: the stages run their parallel work in worker processes
+# (dataset/hashcache.py), and OpenBLAS's own threads on top of those only spin (make dedupe on
+# the bench's 1,400 images: 9.8 s -> 8.5 s, system time 4.5 s -> 2 s). A user's setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from .errors import DatasetLocked, MasksetError  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -206,6 +206,30 @@ def image_records(dataset, files=None, progress: bool = True,
     return {name: (cache[name][2], cache[name][3]) for name in wanted}
 
 
+def remember(dataset, fingerprints: dict[str, tuple[Fingerprint, str, int, int]]) -> int:
+    """Seed the cache with fingerprints made from a decode another stage did anyway (import):
+    name in images/ -> (Fingerprint, sha256, size, mtime_ns of the bytes fingerprinted). A file
+    whose size or mtime is no longer those is left out (it changed: dedupe hashes it). Returns
+    how many were remembered."""
+    if not fingerprints or not dataset.writable():
+        return 0
+    cache_file = cache_path(dataset)
+    cache = _read_cache(cache_file)
+    added = 0
+    for name, (fingerprint, sha, size, mtime) in fingerprints.items():
+        try:
+            stat = (dataset.images / name).stat()
+        except FileNotFoundError:
+            continue
+        if (stat.st_size, stat.st_mtime_ns) == (size, mtime):
+            cache[name] = (size, mtime, fingerprint, sha)
+            added += 1
+    if added:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        _write_cache(cache_file, cache)
+    return added
+
+
 def cached_entries(dataset) -> dict[str, tuple[int, int, Fingerprint, str]]:
     """What the cache holds, as it is: name -> (size, mtime_ns, Fingerprint, sha256), for the
     files in images/ and quarantine/ when it was last written."""

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from . import images
+from .images import jpeg_size
 
 HASH_SIZE = 8          # 8x8 low-frequency DCT coefficients -> 64 bits
 PHASH_BITS = HASH_SIZE * HASH_SIZE
@@ -43,34 +44,10 @@ def _dct_matrix(n: int) -> np.ndarray:
 _DCT_LOW = _dct_matrix(THUMB_SIZE)[:HASH_SIZE]
 
 # -- hashing ---------------------------------------------------------------------------------------
-# JPEG markers that start a frame header (SOF0..SOF15 less DHT, JPG and DAC), which holds the size.
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # OpenCV decodes a JPEG at 1/8, 1/4 or 1/2 scale straight to grayscale, applying EXIF orientation.
 _REDUCED_GRAY = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
                  (2, cv2.IMREAD_REDUCED_GRAYSCALE_2))
 MIN_DECODED_SIDE = 2 * THUMB_SIZE  # scale down no further than this (as Pillow's draft does)
-
-
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's frame header without decoding, or None if this is not a
-    complete-looking JPEG (then Pillow decodes it and names what is wrong).
-
-    By hand because it is the hot path: ~3 us against ~50 us for Pillow's header parse, which
-    holds the GIL that the hashing threads share."""
-    if data[:3] != b"\xff\xd8\xff" or data.rstrip(b"\0")[-2:] != b"\xff\xd9":
-        return None  # not a JPEG, or truncated (no end-of-image marker)
-    i, end = 2, len(data) - 9
-    while i < end:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-        elif marker in _SOF_MARKERS:
-            return (data[i + 7] << 8 | data[i + 8]), (data[i + 5] << 8 | data[i + 6])
-        else:
-            i += 2 + (data[i + 2] << 8 | data[i + 3])
-    return None
 
 
 def _decode_jpeg_gray(data: bytes, min_short: int = MIN_DECODED_SIDE, min_long: int = 0) -> np.ndarray | None:
@@ -251,15 +228,16 @@ def _split128(value: int) -> tuple[int, int]:
     return value >> 64, value & 0xFFFF_FFFF_FFFF_FFFF
 
 
-def trimmed_box(gray: np.ndarray, passes: int = 4) -> tuple[int, int, int, int]:
+def trimmed_box(gray: np.ndarray, passes: int = 4, first: tuple | None = None) -> tuple[int, int, int, int]:
     """content_box applied again inside what it trimmed, so that a frame around a frame (a
     border on a letterboxed copy) goes too. Symmetric frames only, on purpose: trimming every
     plain margin side by side also trims a studio photo's own backdrop, which a watermark keeps
-    in another copy of the same picture (keeper accuracy on the tune half 0.87 against 0.915)."""
+    in another copy of the same picture (keeper accuracy on the tune half 0.87 against 0.915).
+    first: content_box(gray), when the caller has it."""
     box = [0, gray.shape[0], 0, gray.shape[1]]
     g = gray
-    for _ in range(passes):
-        top, bottom, left, right = content_box(g)
+    for k in range(passes):
+        top, bottom, left, right = first if k == 0 and first is not None else content_box(g)
         if (top, bottom, left, right) == (0, g.shape[0], 0, g.shape[1]):
             break
         box = [box[0] + top, box[0] + bottom, box[2] + left, box[2] + right]
@@ -296,7 +274,7 @@ def fingerprint_of_gray(gray: np.ndarray, lossless: bool = False) -> Fingerprint
     views = np.empty((VIEW_ROWS, 3), np.uint64)
     views[:MIRROR_ROW] = _window_hashes(frame)
     views[MIRROR_ROW] = (phash_of_thumbnail(mirror), *_split128(dhash_of_thumbnail(mirror)))
-    t, b, l, r = trimmed_box(gray32)
+    t, b, l, r = trimmed_box(gray32, first=(top, bottom, left, right))   # its first pass is done
     content = round((b - t) * (r - l) / max(1, gray.size), 4)
     return Fingerprint(phash, dhash, views.tobytes(), content, ghost)
 
@@ -344,6 +322,14 @@ def jpeg_ghost(gray: np.ndarray) -> int:
 
 def fingerprint_bytes(data: bytes, name: str = "image") -> Fingerprint:
     return fingerprint_of_gray(*decode_gray(data, name))
+
+
+def inspect_and_fingerprint(data: bytes) -> tuple[images.ImageInfo, Fingerprint | None]:
+    """Import's one decode of an image (images.inspect_gray: strict, every coded byte read) and
+    the fingerprint of those pixels: the one hash_file gives, so dedupe need not decode the
+    image again (None when the grey could not be had; hashing then names the file)."""
+    info, gray = images.inspect_gray(data, MIN_DECODED_SIDE)
+    return info, None if gray is None else fingerprint_of_gray(gray, data[:3] != b"\xff\xd8\xff")
 
 
 def hash_file(path: Path) -> tuple[Fingerprint, str]:

@@ -23,11 +23,10 @@ import logging
 import os
 import re
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import atomic, images, jsonl, manifest, voc
+from . import atomic, hashcache, hashing, images, jsonl, manifest, voc
 from . import progress as progress_bars
 from .errors import MasksetError, UnsafePath
 from .faults import point
@@ -39,8 +38,7 @@ log = logging.getLogger(__name__)
 IMAGE_FOLDER_NAMES = ("images", "JPEGImages", "Images", "imgs", "img")
 ANNOTATION_FOLDER_NAMES = ("annotations", "Annotations", "xml", "labels", "voc")
 JOURNAL = "import.jsonl"
-CHECK_BATCH = 64
-CHECK_THREADS = 4
+CHECK_BATCH = 16
 
 
 # -- what a source holds ----------------------------------------------------------------------
@@ -184,6 +182,7 @@ class Planned:
     source: Path
     annotation: bytes | None = None  # the VOC file to write beside it
     image_is_new: bool = True        # False: only the annotation is new (added to SRC later)
+    fingerprint: hashing.Fingerprint | None = None  # from the check's decode: seeds dedupe's cache
 
 
 @dataclass
@@ -270,23 +269,31 @@ def _listing(folder: Path) -> set[str]:
         return set()
 
 
-def _check_image(path: Path) -> tuple[str, images.ImageInfo | None, str]:
-    """(sha256, ImageInfo or None, why not) of a source image, from one read of its bytes.
-    The ImageInfo also carries the file's byte size and mtime: the copy keeps both, so validate
-    knows the facts are the file's while it is unchanged."""
+def _check_image(path: Path) -> tuple[str, images.ImageInfo | None, str, hashing.Fingerprint | None]:
+    """(sha256, ImageInfo or None, why not, Fingerprint or None) of a source image, from one read
+    of its bytes and one decode. The ImageInfo also carries the file's byte size and mtime: the
+    copy keeps both, so validate knows the facts are the file's while it is unchanged. The
+    fingerprint (dedupe's hashes, from the same pixels) goes to the hash cache once it landed."""
     try:
         with open(path, "rb", buffering=0) as handle:
             stat = os.fstat(handle.fileno())
             data = handle.readall()
     except OSError as error:
-        return "", None, f"cannot read: {error.strerror or error}"
+        return "", None, f"cannot read: {error.strerror or error}", None
     sha = hashlib.sha256(data).hexdigest()
     try:
-        info = images.inspect(data)  # decoded once in its life: validate reuses it
+        info, fingerprint = hashing.inspect_and_fingerprint(data)  # decoded once in its life
         info.file = (len(data), stat.st_mtime_ns)
     except images.NotAnImage as why:
-        return sha, None, f"not a readable image: {why}"
-    return sha, info, ""
+        return sha, None, f"not a readable image: {why}", None
+    return sha, info, "", fingerprint
+
+
+def _check_batch(task) -> tuple[int, list]:
+    """_check_image for a batch (start, paths), in the worker pool: decoding and fingerprinting
+    hold the GIL in part, so forked processes where it is safe (hashcache.run_tasks)."""
+    start, paths = task
+    return start, [_check_image(path) for path in paths]
 
 
 def _check_size(item: SourceItem, info: images.ImageInfo) -> None:
@@ -385,23 +392,22 @@ def plan_import(dataset: Dataset, source: Source, class_map: ClassMap, result: I
                 result.renamed[name] = target
     result.classes_found = list(dict.fromkeys(class_map(n) for n in counts if class_map(n) is not None))
     classes_to_write = result.classes_found if not dataset.classes_file.exists() else []
-    # classes are known to be fine: now read and check every image once, a few threads at a time
-    # (reading and hashing release the GIL), in batches (a future per image costs more than a check)
-    batches = [source.items[i:i + CHECK_BATCH] for i in range(0, len(source.items), CHECK_BATCH)]
-    checked = []
-    with ThreadPoolExecutor(max_workers=CHECK_THREADS) as pool, \
-            progress_bars.bar(total=len(source.items), desc="checking", enabled=progress) as bar:
-        for batch in pool.map(lambda batch: [_check_image(item.image) for item in batch], batches):
-            checked += batch
-            bar.update(len(batch))
+    # classes are known to be fine: now read, check and fingerprint every image once, on every
+    # core, in batches (a task per image costs more than a check)
+    batches = [(start, [item.image for item in source.items[start:start + CHECK_BATCH]])
+               for start in range(0, len(source.items), CHECK_BATCH)]
+    checked: list = [None] * len(source.items)
+    for start, results in hashcache.run_tasks(_check_batch, batches, progress, "checking",
+                                              [len(paths) for _, paths in batches]):
+        checked[start:start + len(results)] = results
 
-    for item, (_sha, info, _why) in zip(source.items, checked):
+    for item, (_sha, info, _why, _fingerprint) in zip(source.items, checked):
         if info is not None:
             _check_size(item, info)
     present_images, present_xml = _listing(dataset.images), _listing(dataset.annotations)
     source_root, mapped = str(source.root), not class_map.is_identity()
     planned: list[Planned] = []
-    for item, (sha, info, why), found in zip(source.items, checked, item_counts):
+    for item, (sha, info, why, fingerprint), found in zip(source.items, checked, item_counts):
         earlier = imported.get((str(item.image), sha))
         if earlier is not None:
             result.already_imported += 1
@@ -435,7 +441,7 @@ def plan_import(dataset: Dataset, source: Source, class_map: ClassMap, result: I
                 result.annotations_kept.append(str(dataset.annotation_for(target)))
             else:
                 data = _annotation_bytes(dataset, item, class_map, target, result)
-        planned.append(Planned(record, item.image, data))
+        planned.append(Planned(record, item.image, data, fingerprint=fingerprint))
     return planned, classes_to_write
 
 
@@ -531,6 +537,10 @@ def carry_out(dataset: Dataset, planned: list[Planned], classes_to_write: list[s
     manifest.append_many(dataset, [p.record for p in planned])
     _journal(dataset).unlink()
     point("import journal removed")
+    # derived data, after the import is whole: dedupe hashes from the decode made above
+    hashcache.remember(dataset, {p.record["file"]: (p.fingerprint, p.record["sha256"], p.record["bytes"],
+                                                    p.record["mtime_ns"])
+                                 for p in planned if p.image_is_new and p.fingerprint is not None})
 
 
 def check_source(src: Path | str, data: Path | str) -> Path:

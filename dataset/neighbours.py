@@ -236,15 +236,20 @@ def candidate_pairs(fingerprints, threshold: int = DEFAULT_THRESHOLD,
 LONER_PARTNERS = 3  # per image left alone: the closest groups whose windows match its windows
 LONER_CHUNKS = 3    # 21-22-bit chunks: 20k images all alone 29 s and 0.64 GB, against 237 s and 1.5 GB
                     # with 16-bit chunks, and the same recall on both labelled halves
+LONER_RADIUS = 2    # its probe radius; 1 above AUTO_CHUNKS_LIMIT images (20k all alone: 4.4 s against 20 s;
+                    # crop recall 0.968 / 0.949 against 0.978 / 0.970 on the tune / test halves)
+LONER_QUERY_WINDOWS = 18  # a loner probes with its 90 % and 80 % windows (hashing.WINDOWS' first 18)
+                    # against all 27 of every image: its 70 % windows found nothing more on either half,
+                    # and cost a third of the search (20k all alone: 20 s against 28.5 s)
 LONER_BATCH = 2048  # loners probed at a time (memory)
 
 
 def loner_candidates(fingerprints, loners, group_of, judged=None, threshold: int = VIEW_THRESHOLD,
                      dhash_threshold: int = VIEW_DHASH_THRESHOLD, partners: int = LONER_PARTNERS,
                      chunks: int | None = None) -> Candidates:
-    """VIEW candidates for the images the first pass left alone: any window of a loner against
-    any window of every image, within (threshold, dhash_threshold) on the same pair of windows
-    (multi-index search, LONER_CHUNKS chunks); per loner, the closest image of each of its
+    """VIEW candidates for the images the first pass left alone: a 90 % or 80 % window of a
+    loner against any window of every image, within (threshold, dhash_threshold) on the same pair
+    of windows (multi-index search, LONER_CHUNKS chunks, LONER_RADIUS); per loner, the closest image of each of its
     `partners` closest groups (group_of: image index -> group id, after the first pass), leaving
     out the pairs (i, j), i < j, in `judged` (arrays i, j: the first pass's candidates).
 
@@ -263,6 +268,7 @@ def loner_candidates(fingerprints, loners, group_of, judged=None, threshold: int
     P, D = _stack(fingerprints)
     rows = MIRROR_ROW                               # the windows (a whole frame was the first pass's)
     P, D = np.ascontiguousarray(P[:, 1:rows + 1]), D[:, 1:rows + 1]
+    radius = LONER_RADIUS if n <= AUTO_CHUNKS_LIMIT else 1
     group_of = np.asarray(group_of, np.int64)
     judged_ids = None if judged is None or not len(judged[0]) else \
         np.asarray(judged[0], np.int64) * n + np.asarray(judged[1], np.int64)
@@ -271,9 +277,10 @@ def loner_candidates(fingerprints, loners, group_of, judged=None, threshold: int
     # candidates in memory (all 40k images of the bench's tiles at once: 1.9 GB).
     for start in range(0, len(loners), LONER_BATCH):
         batch = loners[start:start + LONER_BATCH]
-        q, e, distance = query_index_pairs(P.reshape(-1), P[batch].reshape(-1), threshold, chunks or LONER_CHUNKS,
-                                           VIEW_RADIUS)
-        q_img, q_row = batch[q // rows], q % rows
+        asked = LONER_QUERY_WINDOWS
+        q, e, distance = query_index_pairs(P.reshape(-1), P[batch][:, :asked].reshape(-1), threshold,
+                                           chunks or LONER_CHUNKS, radius)
+        q_img, q_row = batch[q // asked], q % asked
         e_img, e_row = np.divmod(e, rows)
         dd = popcount64(D[q_img, q_row, 0] ^ D[e_img, e_row, 0]) + popcount64(D[q_img, q_row, 1] ^ D[e_img, e_row, 1])
         keep = (dd <= dhash_threshold) & (q_img != e_img)

@@ -172,6 +172,21 @@ def test_verify_accepts_a_crop_and_refuses_another_picture(copies_folder):
     assert not verify.verify(original, verify.features_file(folder / "o100.jpg")).ok
 
 
+def test_features_are_remembered_within_a_run_and_never_across_runs(copies_folder, tmp_path):
+    """A worker keeps the features of the images its earlier tasks met (a large component is cut
+    into tasks that share images), but only for one run: a file replaced between two runs in one
+    process (the tests, a notebook) is decoded again, and its new verdict is the right one."""
+    folder, _ = copies_folder
+    original, copy = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    original.write_bytes((folder / "o10.jpg").read_bytes())
+    copy.write_bytes((folder / "c10_crop.jpg").read_bytes())
+    task = ([(0, 0, 1, neighbours.VIEW)], {0: original, 1: copy}, {})
+    assert verify._run_task((*task, "run 1")) == ([0], [(0, True)], 1)
+    copy.write_bytes((folder / "o100.jpg").read_bytes())            # another picture, same name
+    assert verify._run_task((*task, "run 1")) == ([0], [(0, True)], 1)   # the same run: remembered
+    assert verify._run_task((*task, "run 2")) == ([], [(0, False)], 1)   # a new run: decoded again
+
+
 def test_a_crop_of_another_aspect_is_found_by_the_second_pass(seed_voc, tmp_path):
     """A crop that cuts one axis much more than the other matches no window against a whole
     frame (the first pass proposes nothing), but one of its windows matches one of the

@@ -88,3 +88,36 @@ def test_an_image_sharing_a_stem_gets_its_own_name_and_annotation(tmp_path, samp
     moved = voc.parse(dataset.annotations / "scene_0000-1.xml")
     assert moved.filename == "scene_0000-1.png"
     assert [o.box for o in moved.objects] == [o.box for o in voc.parse(sample_src / "scene_0001.xml").objects]
+
+
+def test_import_fingerprints_from_its_one_decode_and_dedupe_reads_them(tmp_path, sample_src):
+    """Import decodes every image once (issue 13); the fingerprint made from those pixels is
+    the one hashing a file gives, bit for bit, so dedupe decodes nothing to hash them. A PNG
+    (lossless: the JPEG-ghost path) and an EXIF-turned JPEG are among them."""
+    import io
+    from PIL import Image
+    from dataset import hashcache
+    src = tmp_path / "src"
+    shutil.copytree(sample_src, src)
+    first = sorted(src.glob("*.jpg"))[0]
+    with Image.open(first) as image:
+        image.convert("RGB").save(src / "lossless.png")
+        exif = Image.Exif()
+        exif[0x0112] = 6  # shown turned a quarter
+        out = io.BytesIO()
+        image.convert("RGB").save(out, "JPEG", quality=90, exif=exif.tobytes())
+    (src / "turned.jpg").write_bytes(out.getvalue())
+    dataset = Dataset.at(tmp_path / "data")
+    import_folder(dataset, src, progress=False)
+    counts = {}
+    seeded = hashcache.image_records(dataset, progress=False, counts=counts)
+    assert counts["hashed"] == 0 and {"lossless.png", "turned.jpg"} <= set(seeded)
+    shutil.rmtree(dataset.cache)
+    fresh = hashcache.image_records(dataset, progress=False, counts=counts)
+    assert counts["hashed"] == len(fresh) == len(seeded) and fresh == seeded
+    # a file changed after the import is hashed again, not taken from the seed
+    (dataset.images / "turned.jpg").write_bytes((src / "lossless.png").read_bytes())
+    shutil.rmtree(dataset.cache)
+    hashcache.remember(dataset, {"turned.jpg": (*seeded["turned.jpg"], len(out.getvalue()), 0)})
+    again = hashcache.image_records(dataset, progress=False, counts=counts)
+    assert counts["hashed"] == len(again) and again["turned.jpg"] == seeded["lossless.png"]
