@@ -2,7 +2,7 @@
 
 Every export is made with `make export-model` from conftest's deploy_run (a ResNet50 trained a
 little, so it gives hundreds of detections to compare), checked by the command itself against the
-Keras model on the run's 16 val images, then run through its own runtime by `make detect MODEL=`
+Keras model on every one of the run's val images, then run through its own runtime by `make detect MODEL=`
 and compared with `make detect RUN=` (Keras) on the same images. The NumPy parts the exports lean
 on (FilterDetections, anchors, the ncnn graph fix-ups) are checked against TensorFlow's directly.
 """
@@ -121,7 +121,9 @@ def test_export_agrees_with_the_keras_model_on_every_val_image(exported, deploy_
     assert manifest["format"] == fmt and manifest["graph"] == GRAPH[fmt]
     assert manifest["backbone"] == "resnet50" and manifest["classes"] == ["mask", "no_mask"]
     assert (manifest["image_min_side"], manifest["image_max_side"]) == (96, 120)
-    assert v["ok"] and v["disagreements"] == [] and v["images"] == 16
+    dataset = deploy_run[0]
+    val = {row[0] for row in csv.reader(open(dataset.export / "val.csv", newline="")) if row}
+    assert v["ok"] and v["disagreements"] == [] and v["images"] == len(val) >= 16  # every val image
     assert v["detections"] >= 16  # every detection down to score 0.05 (seen: 53 to 992): some to disagree on
     assert v["max_box_diff"] <= 1.0 and v["max_score_diff"] <= 1e-3
     assert v["runtime"].startswith(RUNTIME[fmt])

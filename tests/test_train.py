@@ -43,7 +43,7 @@ def easy_dataset(root: Path, count: int = 80, seed: int = 0):
     dataset = Dataset.at(root / "data")
     import_folder(dataset, src)
     export(dataset)
-    make_split(dataset, val=0.2, test=0.2, seed=0, progress=False)  # 48 train, 16 val, 16 test
+    make_split(dataset, val=0.2, test=0.2, seed=0, progress=False)  # 46 train, 18 val, 16 test (groups move together)
     return dataset
 
 
