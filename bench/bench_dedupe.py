@@ -49,7 +49,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads, as the
 
 from PIL import Image, ImageOps  # noqa: E402
 
-from bench import dedupe_labelled_set as labelled  # noqa: E402
+import dedupe_labelled_set as labelled  # noqa: E402  (bench/, a sibling)
+from make_target import make  # noqa: E402
 from dataset import hashcache, neighbours, verify  # noqa: E402
 
 SPEED_TARGET = 4.0
@@ -73,18 +74,6 @@ def finder(paths: list[Path], flip: bool) -> verify.Found:
     return found
 
 
-def _make(target: str, data: Path, *variables: str) -> float:
-    """Seconds `make <target>` takes as a process, as a user runs it."""
-    env = {**os.environ, "MASKSET_PROGRESS": "0", "PYTHONPATH": f"{REPO}:{os.environ.get('PYTHONPATH', '')}"}
-    started = time.perf_counter()
-    done = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), target, f"DATA={data}", *variables],
-                          capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"bench_dedupe: make {target} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return seconds
-
-
 def make_dedupe(images: Path, data: Path, *variables: str) -> tuple[float, dict]:
     """`make dedupe` on a fresh dataset holding (hard links to) these images, put there by hand
     (so dedupe hashes every one), as a user runs it: (seconds, dedupe.json)."""
@@ -92,7 +81,7 @@ def make_dedupe(images: Path, data: Path, *variables: str) -> tuple[float, dict]
     (data / "images").mkdir(parents=True)
     for path in images.iterdir():
         os.link(path, data / "images" / path.name)
-    seconds = _make("dedupe", data, *variables)
+    seconds, _ = make("dedupe", data, *variables)
     return seconds, json.loads((data / "export" / "dedupe.json").read_text())
 
 
@@ -100,7 +89,7 @@ def import_then_dedupe(images: Path, data: Path) -> tuple[float, float]:
     """The curator's way in: `make import SRC=` (which decodes every image once and leaves the
     fingerprints in the hash cache), then `make dedupe`: (import seconds, dedupe seconds)."""
     shutil.rmtree(data, ignore_errors=True)
-    return _make("import", data, f"SRC={images}"), _make("dedupe", data)
+    return make("import", data, f"SRC={images}")[0], make("dedupe", data)[0]
 
 
 def _import_imagededup():

@@ -24,7 +24,6 @@ import cv2
 import numpy as np
 
 from . import images
-from .images import jpeg_size
 
 HASH_SIZE = 8          # 8x8 low-frequency DCT coefficients -> 64 bits
 PHASH_BITS = HASH_SIZE * HASH_SIZE
@@ -44,9 +43,6 @@ def _dct_matrix(n: int) -> np.ndarray:
 _DCT_LOW = _dct_matrix(THUMB_SIZE)[:HASH_SIZE]
 
 # -- hashing ---------------------------------------------------------------------------------------
-# OpenCV decodes a JPEG at 1/8, 1/4 or 1/2 scale straight to grayscale, applying EXIF orientation.
-_REDUCED_GRAY = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
-                 (2, cv2.IMREAD_REDUCED_GRAYSCALE_2))
 MIN_DECODED_SIDE = 2 * THUMB_SIZE  # scale down no further than this (as Pillow's draft does)
 
 
@@ -58,14 +54,10 @@ def _decode_jpeg_gray(data: bytes, min_short: int = MIN_DECODED_SIDE, min_long: 
     OpenCV rather than Pillow's draft(): it does the whole decode in C with the GIL released, so
     the hashing threads run in parallel (bench/bench_dedupe.py: 1,000 images on 2 cores 0.59 s
     against 0.75 s). The entropy decoding of the whole file remains the main cost."""
-    size = jpeg_size(data)
+    size = images.jpeg_size(data)
     if size is None or size[0] * size[1] > images.MAX_PIXELS:
         return None
-    flag = cv2.IMREAD_GRAYSCALE
-    for factor, reduced in _REDUCED_GRAY:
-        if min(size) // factor >= min_short and max(size) // factor >= min_long:
-            flag = reduced
-            break
+    flag = images.REDUCED_FLAGS[images.reduction(*size, min_short, min_long)][0]  # EXIF orientation applied
     return cv2.imdecode(np.frombuffer(data, np.uint8), flag)
 
 
@@ -77,7 +69,7 @@ def decode_gray(data: bytes, name: str = "image", min_short: int = MIN_DECODED_S
     gray = _decode_jpeg_gray(data, min_short, min_long)
     if gray is not None and gray.size:
         return gray, False
-    return images.decode_gray(data, name, max(min_short, min_long)), data[:3] != b"\xff\xd8\xff"
+    return images.decode_gray(data, name, max(min_short, min_long)), not images.is_jpeg(data)
 
 
 def thumbnail(data: bytes, name: str = "image") -> np.ndarray:
@@ -251,10 +243,8 @@ def _as_reduced_decode(gray: np.ndarray) -> np.ndarray:
     full resolution its noise breaks up a plain frame that the reduced decode trims, which made
     the re-save look like the larger picture to the keeper (and it hashes faster)."""
     h, w = gray.shape
-    for factor, _ in _REDUCED_GRAY:
-        if min(h, w) // factor >= MIN_DECODED_SIDE:
-            return cv2.resize(gray, (-(-w // factor), -(-h // factor)), interpolation=cv2.INTER_AREA)
-    return gray
+    factor = images.reduction(w, h, MIN_DECODED_SIDE)
+    return gray if factor == 1 else cv2.resize(gray, (-(-w // factor), -(-h // factor)), interpolation=cv2.INTER_AREA)
 
 
 def fingerprint_of_gray(gray: np.ndarray, lossless: bool = False) -> Fingerprint:
@@ -329,7 +319,7 @@ def inspect_and_fingerprint(data: bytes) -> tuple[images.ImageInfo, Fingerprint 
     the fingerprint of those pixels: the one hash_file gives, so dedupe need not decode the
     image again (None when the grey could not be had; hashing then names the file)."""
     info, gray = images.inspect_gray(data, MIN_DECODED_SIDE)
-    return info, None if gray is None else fingerprint_of_gray(gray, data[:3] != b"\xff\xd8\xff")
+    return info, None if gray is None else fingerprint_of_gray(gray, not images.is_jpeg(data))
 
 
 def hash_file(path: Path) -> tuple[Fingerprint, str]:

@@ -249,9 +249,10 @@ def loner_candidates(fingerprints, loners, group_of, judged=None, threshold: int
                      chunks: int | None = None) -> Candidates:
     """VIEW candidates for the images the first pass left alone: a 90 % or 80 % window of a
     loner against any window of every image, within (threshold, dhash_threshold) on the same pair
-    of windows (multi-index search, LONER_CHUNKS chunks, LONER_RADIUS); per loner, the closest image of each of its
-    `partners` closest groups (group_of: image index -> group id, after the first pass), leaving
-    out the pairs (i, j), i < j, in `judged` (arrays i, j: the first pass's candidates).
+    of windows (multi-index search, LONER_CHUNKS chunks, LONER_RADIUS); per loner, the closest
+    image of each of its `partners` closest groups (group_of: image index -> group id, after the
+    first pass), leaving out the pairs (i, j), i < j, in `judged` (arrays i, j: the first pass's
+    candidates).
 
     A crop with its own aspect (each side cut 0-20 %) matches no whole frame, but a window of
     it matches a window of its original: on the tune half 83 % of the copies the first pass
@@ -272,12 +273,12 @@ def loner_candidates(fingerprints, loners, group_of, judged=None, threshold: int
     group_of = np.asarray(group_of, np.int64)
     judged_ids = None if judged is None or not len(judged[0]) else \
         np.asarray(judged[0], np.int64) * n + np.asarray(judged[1], np.int64)
+    asked = LONER_QUERY_WINDOWS
     parts = []
     # Loners in batches: each loner's partners depend on it alone, and a batch bounds the raw
     # candidates in memory (all 40k images of the bench's tiles at once: 1.9 GB).
     for start in range(0, len(loners), LONER_BATCH):
         batch = loners[start:start + LONER_BATCH]
-        asked = LONER_QUERY_WINDOWS
         q, e, distance = query_index_pairs(P.reshape(-1), P[batch][:, :asked].reshape(-1), threshold,
                                            chunks or LONER_CHUNKS, radius)
         q_img, q_row = batch[q // asked], q % asked

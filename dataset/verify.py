@@ -304,10 +304,10 @@ def _run_task(task) -> tuple[list[int], list[tuple[int, bool]], int]:
 
 
 def _settle(candidates: neighbours.Candidates, keys: list, paths: dict | None, digests: dict | None,
-            verdicts: Verdicts | None, progress: bool, found: Found, run=None) -> list[tuple]:
+            verdicts: Verdicts | None, progress: bool, found: Found, run: tuple) -> list[tuple]:
     """The accepted candidates, as (image index a, image index b, kind, distance): DIRECT as they
     are, the rest only when verified (in the worker pool, one component of the candidate graph
-    per task, closest first). Counts its work into `found`."""
+    per task, closest first). Counts its work into `found`. run: the finder run's key (_new_run)."""
     from .hashcache import run_tasks  # the worker pool
 
     i, j, kind, distance = (c.tolist() for c in candidates)
@@ -331,7 +331,6 @@ def _settle(candidates: neighbours.Candidates, keys: list, paths: dict | None, d
             by_component.setdefault(_root(parent, i[r]), []).append(r)
     accepted: list[int] = []
     tasks = []
-    run = run or _new_run()
     for rows in by_component.values():
         if all(kind[r] == neighbours.DIRECT for r in rows):
             accepted += rows

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from dataset import hashcache, hashing, neighbours
+from dataset import hashcache, hashing, images, neighbours
 from dataset.errors import MasksetError
 from dataset.layout import Dataset
 from dataset.fixtures.scenes import jpeg_bytes, render_scene
@@ -136,12 +136,24 @@ def test_jpeg_size_reads_the_frame_header_and_refuses_what_is_not_a_whole_jpeg()
     for options in ({}, {"progressive": True}, {"exif": exif.tobytes()}, {"quality": 30, "optimize": True}):
         out = io.BytesIO()
         image.save(out, "JPEG", **options)
-        assert hashing.jpeg_size(out.getvalue()) == (333, 215), options
+        assert images.jpeg_size(out.getvalue()) == (333, 215), options
     whole = jpeg_bytes(image)
     png = io.BytesIO()
     image.save(png, "PNG")
     for data in (whole[: len(whole) // 2], png.getvalue(), b"", b"\xff\xd8\xff"):
-        assert hashing.jpeg_size(data) is None
+        assert images.jpeg_size(data) is None
+
+
+@pytest.mark.parametrize("size", [(1600, 1083), (333, 215), (600, 64), (130, 127), (64, 64), (40, 30)])
+def test_reduction_is_the_scale_pillows_draft_picks(size):
+    """images.reduction, which OpenCV's reduced decodes (hashing, thumbnails) and the lossless
+    files' area-averaging use, picks the scale Pillow's draft does, which import decodes at."""
+    out = io.BytesIO()
+    Image.new("RGB", size, (90, 120, 150)).save(out, "JPEG")
+    with Image.open(out) as image:
+        image.draft("L", (64, 64))
+        assert images.reduction(*size, min_short=64) == round(size[0] / image.size[0])
+    assert images.reduction(*size, min_long=200) == max(f for f in (1, 2, 4, 8) if f == 1 or max(size) // f >= 200)
 
 
 def test_jpeg_hash_follows_exif_orientation_and_matches_the_pillow_path():
